@@ -1,0 +1,41 @@
+"""The default CPU config: DVD-GAN on the built-in synthetic-actions dataset.
+
+This is what the README's main-job command trains. It keeps the paper's
+architecture (ConvGRU + 2 residual blocks per group, D_S on k frames, D_T on the
+2x2-pooled video with 3-D first blocks, hinge loss, SN everywhere, EMA of G) at a
+size that trains on 2 CPU cores: 32x32, 8 frames, narrow widths, small batch.
+Departures from the paper's hyperparameters are listed in BENCHMARKS.md.
+
+  python -m dvdgan_tf.train --config=configs/synthetic_actions_cpu.py \\
+      --workdir=workdirs/synthetic_actions_cpu
+"""
+
+from dvdgan_tf import config_lib
+
+
+def get_config(arg: str | None = None):
+    c = config_lib.base_config()
+    c.model.resolution = 32
+    c.model.num_frames = 8
+    c.model.num_classes = 12  # The built-in dataset's classes.
+    c.model.k = 4
+    c.model.g_ch = 16
+    c.model.d_ch = 16
+    c.data.name = "synthetic_actions"
+    c.train.batch_size = 16
+    c.train.num_steps = 3000
+    c.train.d_steps = 2
+    c.train.g_lr = 2e-4
+    c.train.d_lr = 4e-4
+    c.train.ema_decay = 0.999  # A CPU run is ~10^3 steps, not the paper's 3x10^5.
+    c.train.ema_start = 500
+    c.train.checkpoint_every = 200
+    c.train.log_every = 20
+    c.train.sample_every = 500
+    c.eval.num_samples = 600
+    c.eval.every = 0
+    if arg == "runlocal":
+        config_lib.runlocal(c)
+    elif arg:
+        raise ValueError(f"unknown config variant {arg!r}; expected 'runlocal' or none")
+    return config_lib.finalize(c)

@@ -1,0 +1,240 @@
+"""Shared pieces of the ml_collections configs in `configs/`.
+
+Every config file in `configs/` calls `base_config()` and overrides what differs
+(resolution, frames, classes, data). Sections: `model`, `data`, `train`, `eval`,
+`runtime`. `runlocal()` shrinks any config so that it builds and trains in seconds
+on a CPU; `validate()` checks values and quotes the bad one.
+
+Channel tables (`G_ARCH`, `D_ARCH`) follow the BigGAN reference code
+(ajbrock/BigGAN-PyTorch, `G_arch` / `D_arch`), the natural source where DVD-GAN is
+silent: widths are `ch * multiplier`, one entry per block group. In DVD-GAN each G
+entry becomes a ConvGRU followed by two residual blocks (paper v2, section 3.1).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+Z_DIM = 120  # Paper: z ~ N(0, I), 120-d.
+EMBED_DIM = 120  # Paper: learned linear class embedding, 120-d.
+
+# G: (input multiplier, output multiplier) per group; group i doubles H and W,
+# starting from 4x4. Source: BigGAN-PyTorch G_arch.
+G_ARCH = {
+    32: ((4, 4), (4, 4), (4, 4)),
+    64: ((16, 16), (16, 8), (8, 4), (4, 2)),
+    128: ((16, 16), (16, 8), (8, 4), (4, 2), (2, 1)),
+    256: ((16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1)),
+}
+
+# D: output multiplier per block; every block but the last halves H and W.
+# Source: BigGAN-PyTorch D_arch.
+D_ARCH = {
+    16: (4, 4, 4),
+    32: (4, 4, 4, 4),
+    64: (1, 2, 4, 8, 16),
+    128: (1, 2, 4, 8, 16, 16),
+    256: (1, 2, 4, 8, 8, 16, 16),
+}
+
+
+def g_multipliers(resolution: int) -> tuple[tuple[int, int], ...]:
+    """The BigGAN G table for `resolution`, or a doubling/halving extension of it."""
+    if resolution in G_ARCH:
+        return G_ARCH[resolution]
+    raise ValueError(
+        f"no generator channel table for resolution={resolution}; "
+        f"expected one of {sorted(G_ARCH)} or set model.g_multipliers explicitly"
+    )
+
+
+def d_multipliers(resolution: int) -> tuple[int, ...]:
+    """The BigGAN D table for `resolution` (D_T uses the table of resolution/2)."""
+    if resolution in D_ARCH:
+        return D_ARCH[resolution]
+    raise ValueError(
+        f"no discriminator channel table for resolution={resolution}; "
+        f"expected one of {sorted(D_ARCH)} or set model.ds_multipliers / "
+        "model.dt_multipliers explicitly"
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Paper defaults (DVD-GAN v2, Kinetics-600 12x64x64); files override fields."""
+    c = ml_collections.ConfigDict()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.resolution = 64  # H = W of the generated video.
+    c.model.num_frames = 12  # T.
+    c.model.num_classes = 600
+    c.model.z_dim = Z_DIM
+    c.model.embed_dim = EMBED_DIM
+    c.model.g_ch = 96  # BigGAN's ch at 128x128; G widths are g_ch * multiplier.
+    c.model.d_ch = 96
+    # Tables; empty means "the BigGAN table for this resolution" (filled by finalize).
+    c.model.g_multipliers = ()
+    c.model.ds_multipliers = ()
+    c.model.dt_multipliers = ()
+    c.model.k = 8  # D_S scores k frames sampled uniformly without replacement.
+    c.model.dt_pool = 2  # D_T sees the video 2x2 average-pooled (phi in the paper).
+    c.model.gru_kernel = 3  # Not stated in the paper; 3x3 is the natural choice.
+    c.model.bn_momentum = 0.99
+    c.model.bn_epsilon = 1e-4
+    c.model.sn_epsilon = 1e-4
+    c.model.conditional_frames = 0  # >0: DVD-GAN-FP future prediction.
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "synthetic_actions"  # | "ucf101" | "folder:/path" | other TFDS
+    c.data.data_dir = ""  # TFDS data_dir; "" = TFDS default (~/tensorflow_datasets).
+    c.data.frame_stride = 1
+    c.data.shuffle_buffer = 1024
+    c.data.random_crop = True
+    c.data.num_train_examples = 12000  # Built-in dataset size (train split).
+    c.data.seed = 0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 512  # Global batch; split across replicas.
+    c.train.num_steps = 300_000
+    c.train.d_steps = 2  # Paper: 2 D updates per G update.
+    c.train.g_lr = 1e-4
+    c.train.d_lr = 5e-4
+    c.train.beta1 = 0.0  # Not stated in DVD-GAN; BigGAN's values.
+    c.train.beta2 = 0.999
+    c.train.adam_epsilon = 1e-6
+    c.train.ema_decay = 0.9999
+    c.train.ema_start = 20_000
+    c.train.fake_labels = "real"  # "real": reuse the real batch's labels | "uniform"
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+    c.train.log_every = 100
+    c.train.sample_every = 5000
+    c.train.steps_per_execution = 1
+    c.train.seed = 0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_samples = 512
+    c.eval.batch_size = 16
+    c.eval.metrics = "builtin"  # comma list: builtin,fvd,fid,is
+    c.eval.every = 0  # >0: evaluation callback every N train steps.
+    c.eval.truncation = 0.0  # 0 = no truncation.
+
+    c.runtime = ml_collections.ConfigDict()
+    c.runtime.jit_compile = "auto"  # "auto" | "true" | "false"
+    c.runtime.mixed_precision = "float32"  # | "bfloat16" | "mixed_float16"
+    c.runtime.runlocal = False
+    return c
+
+
+def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks `c` to a CPU-sized smoke version of the same experiment."""
+    c.runtime.runlocal = True
+    c.model.resolution = 16
+    c.model.num_frames = min(c.model.num_frames, 4)
+    c.model.k = min(c.model.k, 2)
+    c.model.g_ch = 4
+    c.model.d_ch = 4
+    c.model.g_multipliers = ((2, 2), (2, 1))
+    c.model.ds_multipliers = (1, 2, 2)
+    c.model.dt_multipliers = (1, 2, 2)
+    c.model.z_dim = 8
+    c.model.embed_dim = 8
+    c.train.batch_size = 2
+    c.train.num_steps = 4
+    c.train.ema_start = 2
+    c.train.checkpoint_every = 2
+    c.train.log_every = 1
+    c.train.sample_every = 0
+    c.data.num_train_examples = 32
+    c.data.shuffle_buffer = 32
+    c.eval.num_samples = 8
+    c.eval.batch_size = 4
+    return c
+
+
+def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Fills the channel tables from the resolution, validates and locks `c`."""
+    m = c.model
+    if not m.g_multipliers:
+        m.g_multipliers = g_multipliers(m.resolution)
+    if not m.ds_multipliers:
+        m.ds_multipliers = d_multipliers(m.resolution)
+    if not m.dt_multipliers:
+        m.dt_multipliers = d_multipliers(m.resolution // m.dt_pool)
+    validate(c)
+    c.lock()
+    return c
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Raises ValueError quoting the first bad value in `c`."""
+    m, t = c.model, c.train
+    r = m.resolution
+    if not (isinstance(r, int) and r >= 8 and r % 4 == 0 and _is_pow2(r // 4)):
+        raise ValueError(
+            f"model.resolution must be 4 * 2**n with n >= 1 (8, 16, 32, 64, ...); "
+            f"received model.resolution={r!r}"
+        )
+    if len(m.g_multipliers) != (r // 4).bit_length() - 1:
+        raise ValueError(
+            f"model.g_multipliers needs one (in, out) pair per doubling from 4 to "
+            f"{r}, i.e. {(r // 4).bit_length() - 1} pairs; received "
+            f"model.g_multipliers={tuple(m.g_multipliers)!r}"
+        )
+    if m.num_frames < 1:
+        raise ValueError(f"model.num_frames must be >= 1; received {m.num_frames!r}")
+    if not 1 <= m.k <= m.num_frames:
+        raise ValueError(
+            "model.k must satisfy 1 <= k <= num_frames; received "
+            f"k={m.k!r}, num_frames={m.num_frames!r}"
+        )
+    if m.num_classes < 1:
+        raise ValueError(f"model.num_classes must be >= 1; received {m.num_classes!r}")
+    if m.dt_pool < 1 or r % m.dt_pool:
+        raise ValueError(
+            f"model.dt_pool must divide the resolution; received dt_pool={m.dt_pool!r}, "
+            f"resolution={r!r}"
+        )
+    if t.batch_size < 1:
+        raise ValueError(f"train.batch_size must be >= 1; received {t.batch_size!r}")
+    if t.d_steps < 1:
+        raise ValueError(f"train.d_steps must be >= 1; received {t.d_steps!r}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1); received {t.ema_decay!r}")
+    if t.fake_labels not in ("real", "uniform"):
+        raise ValueError(
+            f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"
+        )
+    if str(c.runtime.jit_compile).lower() not in ("auto", "true", "false"):
+        raise ValueError(
+            "runtime.jit_compile must be 'auto', 'true' or 'false'; received "
+            f"{c.runtime.jit_compile!r}"
+        )
+    if c.runtime.mixed_precision not in (
+        "float32",
+        "bfloat16",
+        "mixed_float16",
+        "mixed_bfloat16",
+    ):
+        raise ValueError(
+            "runtime.mixed_precision must be one of float32, bfloat16, "
+            f"mixed_float16, mixed_bfloat16; received {c.runtime.mixed_precision!r}"
+        )
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path/to/config.py[:arg]` as `config_flags` does, for tests and APIs."""
+    import importlib.util
+    import os
+
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path!r} (from {spec!r})")
+    name = "dvdgan_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec_obj = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec_obj)
+    spec_obj.loader.exec_module(module)
+    return module.get_config(arg or None)

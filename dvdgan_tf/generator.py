@@ -1,0 +1,241 @@
+"""DVD-GAN generator (paper v2, section 3.1 and figure 2).
+
+    z ~ N(0, I) [B, 120], e(y) = SN embedding [B, 120], cond = [z; e(y)] [B, 240]
+    SNDense(cond) -> [B, 4, 4, ch0], the same tensor at every frame -> [B, T, 4, 4, ch0]
+    for each group i (resolution 4 -> 8 -> ... -> R):
+        ConvGRU_i over T frames (state zeros, or `initial_state` for group 1)
+        G_B(2i-1): residual block, no upsampling   } time folded into batch,
+        G_B(2i):   residual block, H, W doubled    } CBN fed by cond
+    BN -> ReLU -> SN conv3x3 -> 3 channels -> tanh: video [B, T, R, R, 3] in [-1, 1]
+
+Residual block (BigGAN G block): CBN-ReLU-(upsample)-conv3x3-CBN-ReLU-conv3x3, plus a
+(upsample)-conv1x1 shortcut when the width changes or the block upsamples. Choices
+where the paper is silent: the first block of a group keeps the group's input width
+and the second changes it to the group's output width (BigGAN's table); upsampling
+is nearest-neighbour (BigGAN); GRU state width = the group's input width; groups
+after the first start from a zero state (DVD-GAN-FP only seeds the first GRU).
+
+Parameter counts for the shipped configs are in the README (printed by
+`python -m dvdgan_tf.summary`).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from dvdgan_tf import layers
+
+
+def check_labels(labels, num_classes: int) -> None:
+    """In eager mode, raises ValueError quoting any label outside [0, num_classes)."""
+    if not tf.executing_eagerly():
+        return
+    y = tf.convert_to_tensor(labels)
+    if y.shape.rank != 1:
+        raise ValueError(f"labels must be a vector [B]; received shape {y.shape}")
+    bad = tf.boolean_mask(y, (y < 0) | (y >= num_classes)).numpy()
+    if bad.size:
+        raise ValueError(
+            f"labels must be in [0, {num_classes}); received out-of-range labels "
+            f"{bad.tolist()[:8]}"
+        )
+
+
+class GBlock(keras.layers.Layer):
+    """BigGAN generator block on [N, H, W, C_in] -> [N, s*H, s*W, C_out] (s=2 if upsample)."""
+
+    def __init__(
+        self,
+        out_channels: int,
+        upsample: bool,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.out_channels = out_channels
+        self.upsample = upsample
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+
+    def build(self, x_shape, cond_shape):
+        c_in = x_shape[-1]
+        bn = dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon)
+        self.bn1 = layers.ConditionalBatchNorm(name="bn1", **bn)
+        self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1")
+        self.bn2 = layers.ConditionalBatchNorm(name="bn2", **bn)
+        self.conv2 = layers.SNConv2D(self.out_channels, 3, name="conv2")
+        s = 2 if self.upsample else 1
+        mid = (x_shape[0], x_shape[1] * s, x_shape[2] * s, self.out_channels)
+        self.bn1.build(x_shape, cond_shape)
+        self.conv1.build((*mid[:3], c_in))
+        self.bn2.build(mid, cond_shape)
+        self.conv2.build(mid)
+        self.learnable_sc = c_in != self.out_channels or self.upsample
+        if self.learnable_sc:
+            self.conv_sc = layers.SNConv2D(self.out_channels, 1, name="conv_sc")
+            self.conv_sc.build((*mid[:3], c_in))
+
+    def _up(self, x):
+        if not self.upsample:
+            return x
+        n, h, w, c = x.shape
+        return tf.image.resize(x, [2 * h, 2 * w], method="nearest")  # [N, 2H, 2W, C]
+
+    def call(self, x, cond, training=False):
+        h = tf.nn.relu(self.bn1(x, cond, training=training))
+        h = self.conv1(self._up(h), training=training)
+        h = tf.nn.relu(self.bn2(h, cond, training=training))
+        h = self.conv2(h, training=training)
+        sc = self.conv_sc(self._up(x), training=training) if self.learnable_sc else x
+        return h + sc
+
+    def compute_output_shape(self, x_shape, cond_shape):
+        s = 2 if self.upsample else 1
+        n, h, w, _ = x_shape
+        return (n, None if h is None else h * s, None if w is None else w * s, self.out_channels)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "out_channels": self.out_channels,
+            "upsample": self.upsample,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+        }
+
+
+class Generator(keras.Model):
+    """(z [B, z_dim], labels int [B]) -> video float32 [B, T, R, R, 3] in [-1, 1]."""
+
+    def __init__(
+        self,
+        resolution: int,
+        num_frames: int,
+        num_classes: int,
+        ch: int,
+        multipliers,
+        z_dim: int = 120,
+        embed_dim: int = 120,
+        gru_kernel: int = 3,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        multipliers = tuple(tuple(int(v) for v in m) for m in multipliers)
+        n_groups = (resolution // 4).bit_length() - 1
+        if resolution < 8 or resolution != 4 * 2**n_groups:
+            raise ValueError(
+                f"resolution must be 4 * 2**n with n >= 1; received resolution={resolution!r}"
+            )
+        if len(multipliers) != n_groups:
+            raise ValueError(
+                f"multipliers needs {n_groups} (in, out) pairs for resolution {resolution}; "
+                f"received multipliers={multipliers!r}"
+            )
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1; received num_frames={num_frames!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes!r}")
+        self.resolution = resolution
+        self.num_frames = num_frames
+        self.num_classes = num_classes
+        self.ch = ch
+        self.multipliers = multipliers
+        self.z_dim = z_dim
+        self.embed_dim = embed_dim
+        self.gru_kernel = gru_kernel
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+
+        self.ch0 = ch * multipliers[0][0]
+        self.embed = layers.SNEmbedding(num_classes, embed_dim, name="G_embed")
+        self.linear = layers.SNDense(4 * 4 * self.ch0, name="G_linear")
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+        self.grus, self.blocks = [], []
+        for i, (m_in, m_out) in enumerate(multipliers):
+            self.grus.append(layers.ConvGRU(ch * m_in, gru_kernel, name=f"G_GRU{i + 1}"))
+            self.blocks.append(GBlock(ch * m_in, False, name=f"G_B{2 * i + 1}", **bn))
+            self.blocks.append(GBlock(ch * m_out, True, name=f"G_B{2 * i + 2}", **bn))
+        self.out_bn = layers.ConditionalBatchNorm(
+            conditional=False, momentum=bn_momentum, epsilon=bn_epsilon, name="G_out_bn"
+        )
+        self.out_conv = layers.SNConv2D(3, 3, name="G_out_conv")
+        self.state_shape = (4, 4, self.ch0)  # First GRU's state [H, W, C] (for -FP).
+
+    def build(self, z_shape=None, labels_shape=None):
+        b = None
+        cond_shape = (b, self.z_dim + self.embed_dim)
+        self.embed.build((b,))
+        self.linear.build(cond_shape)
+        r, c_prev = 4, self.ch0
+        for i, (m_in, m_out) in enumerate(self.multipliers):
+            c_in, c_out = self.ch * m_in, self.ch * m_out
+            self.grus[i].build((b, self.num_frames, r, r, c_prev))
+            self.blocks[2 * i].build((b, r, r, c_in), cond_shape)
+            self.blocks[2 * i + 1].build((b, r, r, c_in), cond_shape)
+            r, c_prev = 2 * r, c_out
+        self.out_bn.build((b, r, r, c_prev))
+        self.out_conv.build((b, r, r, c_prev))
+        self.built = True
+
+    def call(self, z, labels, training=False, initial_state=None):
+        """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0]."""
+        check_labels(labels, self.num_classes)
+        t = self.num_frames
+        z = tf.cast(z, self.compute_dtype)
+        cond = tf.concat([z, self.embed(labels, training=training)], axis=-1)  # [B, 240]
+        b = tf.shape(z)[0]
+        x = self.linear(cond, training=training)
+        x = tf.reshape(x, [b, 4, 4, self.ch0])  # [B, 4, 4, ch0]
+        x = tf.tile(x[:, None], [1, t, 1, 1, 1])  # [B, T, 4, 4, ch0]: same input each frame
+        for i, gru in enumerate(self.grus):
+            h0 = initial_state if i == 0 else None
+            x = gru(x, h0, training=training)  # [B, T, H, W, C]
+            _, _, hh, ww, cc = x.shape
+            x = tf.reshape(x, [b * t, hh, ww, cc])  # [B*T, H, W, C]: time folded into batch
+            x = self.blocks[2 * i](x, cond, training=training)  # [B*T, H, W, C]
+            x = self.blocks[2 * i + 1](x, cond, training=training)  # [B*T, 2H, 2W, C']
+            _, hh, ww, cc = x.shape
+            x = tf.reshape(x, [b, t, hh, ww, cc])  # [B, T, 2H, 2W, C']: unfold time
+        _, _, hh, ww, cc = x.shape
+        x = tf.reshape(x, [b * t, hh, ww, cc])  # [B*T, R, R, C]
+        x = tf.nn.relu(self.out_bn(x, training=training))
+        x = tf.tanh(tf.cast(self.out_conv(x, training=training), tf.float32))
+        return tf.reshape(x, [b, t, hh, ww, 3])  # [B, T, R, R, 3] in [-1, 1]
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "num_frames": self.num_frames,
+            "num_classes": self.num_classes,
+            "ch": self.ch,
+            "multipliers": self.multipliers,
+            "z_dim": self.z_dim,
+            "embed_dim": self.embed_dim,
+            "gru_kernel": self.gru_kernel,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+        }
+
+    @classmethod
+    def from_model_config(cls, m, name: str = "generator") -> Generator:
+        """Builds G from a config's `model` section."""
+        g = cls(
+            resolution=m.resolution,
+            num_frames=m.num_frames,
+            num_classes=m.num_classes,
+            ch=m.g_ch,
+            multipliers=m.g_multipliers,
+            z_dim=m.z_dim,
+            embed_dim=m.embed_dim,
+            gru_kernel=m.gru_kernel,
+            bn_momentum=m.bn_momentum,
+            bn_epsilon=m.bn_epsilon,
+            name=name,
+        )
+        g.build()
+        return g

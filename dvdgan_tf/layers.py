@@ -1,0 +1,365 @@
+"""Building blocks of DVD-GAN (paper v2, sections 3.1-3.2), as Keras 3 layers.
+
+- Spectral normalisation (Miyato et al. 2018) on every weight layer of G and D
+  (paper section 3.1, as BigGAN): `SNConv2D`, `SNConv3D`, `SNDense`, `SNEmbedding`.
+  The kernel is divided by its top singular value inside `call`, estimated with one
+  power iteration per training call; the stored kernel is never rewritten (unlike
+  `keras.layers.SpectralNormalization`), so checkpoints, EMA and optimizers see the
+  raw weights.
+- `ConditionalBatchNorm`: BatchNorm without its own scale/offset, then a
+  per-example affine map whose gamma, beta come from [z; e(y)] (paper section 3.1:
+  the whole 240-d vector, no hierarchical split as in BigGAN). Frames are folded
+  into the batch axis, so statistics cover B*T and BN carries no information
+  between frames. With `conditional=False` it is a plain BN with learned gamma,
+  beta (G's final BN, as BigGAN). Statistics are synchronised across replicas.
+- `ConvGRU`: the convolutional GRU unrolled once per frame (paper section 3.1).
+
+All layers are channels-last and float32 by default; under a mixed-precision
+policy the SN power iteration and BN statistics stay in float32.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+_ORTHO = "orthogonal"  # Paper: orthogonal initialisation (as BigGAN).
+
+
+def _l2_normalize(x: tf.Tensor, eps: float) -> tf.Tensor:
+    return x / (tf.norm(x) + eps)
+
+
+class _SpectralNorm(keras.layers.Layer):
+    """Base class: a `kernel` whose spectral norm is divided out in `call`.
+
+    The kernel is viewed as a matrix W of shape [N, C_out] (all leading axes
+    flattened; for a conv kernel [kh, kw, C_in, C_out] that is N = kh*kw*C_in). A
+    non-trainable vector u [1, C_out] holds the power-iteration state:
+      v = normalise(u W^T),  u' = normalise(v W),  sigma = v W u'^T,
+    with u and v under `stop_gradient` (Miyato et al., as compare_gan). In training
+    u' is stored; in inference the stored u is used as is. `sigma` keeps the last
+    training estimate for logging.
+    """
+
+    def __init__(self, sn_epsilon: float = 1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.sn_epsilon = sn_epsilon
+
+    def _build_sn(self, kernel_shape, initializer=_ORTHO):
+        self.kernel = self.add_weight(
+            name="kernel", shape=kernel_shape, initializer=initializer
+        )
+        c_out = kernel_shape[-1]
+        self.sn_u = self.add_weight(
+            name="sn_u",
+            shape=(1, c_out),
+            initializer=keras.initializers.RandomNormal(seed=None),
+            trainable=False,
+            autocast=False,
+        )
+        self.sigma = self.add_weight(
+            name="sigma", shape=(), initializer="ones", trainable=False, autocast=False
+        )
+
+    def normalized_kernel(self, training=False) -> tf.Tensor:
+        """The kernel divided by its estimated top singular value (float32)."""
+        kernel = tf.convert_to_tensor(self.kernel.value)
+        kernel = tf.cast(kernel, tf.float32)
+        c_out = kernel.shape[-1]
+        w = tf.reshape(kernel, [-1, c_out])  # [N, C_out]: leading axes flattened
+        u = tf.stop_gradient(tf.convert_to_tensor(self.sn_u.value))
+        v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w, transpose_b=True), self.sn_epsilon))
+        u_new = tf.stop_gradient(_l2_normalize(tf.matmul(v, w), self.sn_epsilon))
+        sigma = tf.reshape(tf.matmul(tf.matmul(v, w), u_new, transpose_b=True), [])
+        if training:
+            self.sn_u.assign(u_new)
+            self.sigma.assign(tf.stop_gradient(sigma))
+        return kernel / sigma
+
+    def get_config(self):
+        return {**super().get_config(), "sn_epsilon": self.sn_epsilon}
+
+
+class SNDense(_SpectralNorm):
+    """Spectrally normalised dense layer: [..., C_in] -> [..., units]."""
+
+    def __init__(self, units: int, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be >= 1; received units={units!r}")
+        self.units = units
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        self._build_sn((input_shape[-1], self.units))
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x, training=False):
+        w = tf.cast(self.normalized_kernel(training), x.dtype)
+        y = tf.tensordot(x, w, axes=1)
+        if self.use_bias:
+            y = y + tf.cast(self.bias, x.dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias}
+
+
+class SNEmbedding(_SpectralNorm):
+    """Spectrally normalised class embedding: int [B] -> [B, output_dim].
+
+    The table [num_classes, output_dim] is the matrix normalised (a lookup is a
+    linear map of the one-hot label, so this is BigGAN's SN linear embedding).
+    """
+
+    def __init__(self, num_classes: int, output_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes!r}")
+        self.num_classes = num_classes
+        self.output_dim = output_dim
+
+    def build(self, input_shape):
+        self._build_sn((self.num_classes, self.output_dim))
+
+    def call(self, labels, training=False):
+        table = self.normalized_kernel(training)  # [K, D]
+        return tf.cast(tf.gather(table, tf.cast(labels, tf.int32)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "output_dim": self.output_dim,
+        }
+
+
+class _SNConv(_SpectralNorm):
+    """Spectrally normalised convolution, 'SAME' padding, stride 1."""
+
+    rank = 2
+
+    def __init__(self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if filters < 1:
+            raise ValueError(f"filters must be >= 1; received filters={filters!r}")
+        if kernel_size < 1:
+            raise ValueError(f"kernel_size must be >= 1; received kernel_size={kernel_size!r}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        # Kernel layout: [k, k(, k), C_in, C_out] as tf.nn.convolution expects.
+        self._build_sn((self.kernel_size,) * self.rank + (input_shape[-1], self.filters))
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x, training=False):
+        w = tf.cast(self.normalized_kernel(training), x.dtype)
+        y = tf.nn.convolution(x, w, padding="SAME")
+        if self.use_bias:
+            y = y + tf.cast(self.bias, x.dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "use_bias": self.use_bias,
+        }
+
+
+class SNConv2D(_SNConv):
+    """SN conv on [N, H, W, C_in] -> [N, H, W, filters]."""
+
+    rank = 2
+
+
+class SNConv3D(_SNConv):
+    """SN conv on [N, T, H, W, C_in] -> [N, T, H, W, filters] (3x3x3 in D_T)."""
+
+    rank = 3
+
+
+class ConditionalBatchNorm(keras.layers.Layer):
+    """Class-conditional BatchNorm of G (paper section 3.1).
+
+    x: [B*T, H, W, C] (time folded into batch, example-major: row b*T + t);
+    cond: [B, D] = [z; e(y)]. Output
+      y = (x - mean) / sqrt(var + eps) * gamma + beta,
+      gamma = 1 + SNDense(cond), beta = SNDense(cond)  (per example, repeated over T),
+    with mean, var over (B*T, H, W) in training (all replicas together when
+    `synchronized`) and the moving averages in inference. `conditional=False` gives
+    a plain BN with learned per-channel gamma, beta (BigGAN's final BN).
+    """
+
+    def __init__(
+        self,
+        conditional: bool = True,
+        momentum: float = 0.99,
+        epsilon: float = 1e-4,
+        synchronized: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1); received momentum={momentum!r}")
+        self.conditional = conditional
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.synchronized = synchronized
+
+    def build(self, x_shape, cond_shape=None):
+        c = x_shape[-1]
+        if self.conditional:
+            self.gain = SNDense(c, name="gain")
+            self.bias = SNDense(c, name="bias")
+            self.gain.build(cond_shape)
+            self.bias.build(cond_shape)
+        else:
+            self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones")
+            self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=(c,), initializer="zeros", trainable=False, autocast=False
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance",
+            shape=(c,),
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+        )
+
+    def _moments(self, x):
+        """Mean and variance over all axes but channels, across replicas if needed."""
+        axes = list(range(len(x.shape) - 1))
+        ctx = tf.distribute.get_replica_context()
+        if self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1:
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            s, ss = tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes)
+            s, ss, n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [s, ss, n])
+            mean = s / n
+            return mean, tf.maximum(ss / n - tf.square(mean), 0.0)
+        return tf.nn.moments(x, axes)
+
+    def call(self, x, cond=None, training=False):
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
+        if training:
+            mean, var = self._moments(x)
+            m = self.momentum
+            self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
+            self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * var)
+        else:
+            mean = tf.convert_to_tensor(self.moving_mean.value)
+            var = tf.convert_to_tensor(self.moving_variance.value)
+        y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
+        if self.conditional:
+            b = tf.shape(cond)[0]
+            n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+            gamma = 1.0 + tf.cast(self.gain(cond, training=training), tf.float32)  # [B, C]
+            beta = tf.cast(self.bias(cond, training=training), tf.float32)  # [B, C]
+            y = tf.reshape(y, [b, n // b, h, w, c])  # [B, T, H, W, C]: unfold time
+            y = y * gamma[:, None, None, None, :] + beta[:, None, None, None, :]
+            y = tf.reshape(y, [n, h, w, c])  # [B*T, H, W, C]: fold time again
+        else:
+            y = y * tf.cast(self.gamma, tf.float32) + tf.cast(self.beta, tf.float32)
+        return tf.cast(y, dtype)
+
+    def compute_output_shape(self, x_shape, cond_shape=None):
+        return x_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "conditional": self.conditional,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "synchronized": self.synchronized,
+        }
+
+
+class ConvGRU(keras.layers.Layer):
+    """Convolutional GRU unrolled once per frame (paper section 3.1).
+
+    Inputs x: [B, T, H, W, C_x]; optional initial state h0: [B, H, W, units]
+    (zeros when absent, the paper's pure-generation case; DVD-GAN-FP feeds a frame
+    encoder's output). For t = 1..T, with SN 3x3 convs (paper: size not stated):
+      r = sigmoid(W_r * [h; x_t]),  u = sigmoid(W_u * [h; x_t]),
+      c = ReLU(W_c * [x_t; r . h]),
+      h_t = u . h_{t-1} + (1 - u) . c.
+    Returns every h_t: [B, T, H, W, units].
+
+    A convolution of a channel concatenation is the sum of the convolutions of its
+    parts, so the x-half of every gate is computed for all frames in one conv
+    (time folded into batch) and only the h-half runs inside the time loop.
+    """
+
+    def __init__(self, units: int, kernel_size: int = 3, sn_epsilon: float = 1e-4, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be >= 1; received units={units!r}")
+        self.units = units
+        self.kernel_size = kernel_size
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, x_shape, h0_shape=None):
+        c_x = x_shape[-1]
+        concat_shape = (None, None, None, self.units + c_x)
+        kw = dict(kernel_size=self.kernel_size, sn_epsilon=self.sn_epsilon)
+        # Input channel order of each kernel: [h; x] for r/u, [x; r.h] for c.
+        self.gates = SNConv2D(2 * self.units, name="gates", **kw)  # r and u together
+        self.candidate = SNConv2D(self.units, name="candidate", **kw)
+        self.gates.build(concat_shape)
+        self.candidate.build(concat_shape)
+
+    def call(self, x, h0=None, training=False):
+        b, t, h, w, c_x = x.shape
+        b = tf.shape(x)[0] if b is None else b
+        k = self.units
+        wg = tf.cast(self.gates.normalized_kernel(training), x.dtype)  # [3,3,k+Cx,2k]
+        wc = tf.cast(self.candidate.normalized_kernel(training), x.dtype)  # [3,3,Cx+k,k]
+        wg_h, wg_x = wg[:, :, :k], wg[:, :, k:]
+        wc_x, wc_h = wc[:, :, :c_x], wc[:, :, c_x:]
+        bg = tf.cast(self.gates.bias, x.dtype)
+        bc = tf.cast(self.candidate.bias, x.dtype)
+
+        x_flat = tf.reshape(x, [-1, h, w, c_x])  # [B*T, H, W, Cx]: time folded
+        gx = tf.nn.conv2d(x_flat, wg_x, 1, "SAME") + bg  # [B*T, H, W, 2k]
+        cx = tf.nn.conv2d(x_flat, wc_x, 1, "SAME") + bc  # [B*T, H, W, k]
+        gx = tf.reshape(gx, [b, t, h, w, 2 * k])  # [B, T, H, W, 2k]
+        cx = tf.reshape(cx, [b, t, h, w, k])  # [B, T, H, W, k]
+
+        state = tf.zeros([b, h, w, k], x.dtype) if h0 is None else tf.cast(h0, x.dtype)
+        outputs = []
+        for i in range(t):  # T is static: a plain unrolled loop (XLA-friendly).
+            g = tf.sigmoid(gx[:, i] + tf.nn.conv2d(state, wg_h, 1, "SAME"))
+            r, u = g[..., :k], g[..., k:]
+            cand = tf.nn.relu(cx[:, i] + tf.nn.conv2d(r * state, wc_h, 1, "SAME"))
+            state = u * state + (1.0 - u) * cand
+            outputs.append(state)
+        return tf.stack(outputs, axis=1)  # [B, T, H, W, k]
+
+    def compute_output_shape(self, x_shape, h0_shape=None):
+        return (*x_shape[:-1], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_size": self.kernel_size,
+            "sn_epsilon": self.sn_epsilon,
+        }

@@ -1,0 +1,239 @@
+"""DVDGAN: G, D_S, D_T and the EMA generator in one `keras.Model` (paper v2, 3.3).
+
+`train_step` (one replica's view) runs, in order:
+  1. sample z ~ N(0, I) and the fake videos' class ids;
+  2. `d_steps` discriminator updates (paper: 2), each on fresh real clips (the input
+     pipeline yields d_steps x B clips per step; the step splits them), with the
+     summed hinge loss of D_S and D_T;
+  3. one generator update on -(mean D_S(G(z)) + mean D_T(G(z)));
+  4. the EMA of G's weights (paper: decay 0.9999 from step 20k), kept in
+     `ema_generator`, which sampling and export use;
+  5. metrics: every loss term, gradient norms, mean spectral norms.
+
+Fake class ids: by default the real batch's labels (`fake_labels="real"`), so G is
+trained on the data's class distribution and D compares real and fake of the same
+classes in each batch; `"uniform"` samples them uniformly instead.
+
+Under a tf.distribute strategy losses are scaled by 1/num_replicas_in_sync before
+the gradient (the optimizers sum gradients across replicas); logged values are
+unscaled. BatchNorm statistics are synchronised across replicas (layers.py).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from dvdgan_tf import losses
+from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
+from dvdgan_tf.generator import Generator
+
+_METRICS = (
+    "d_loss",
+    "ds_real",
+    "ds_fake",
+    "dt_real",
+    "dt_fake",
+    "g_loss",
+    "g_ds",
+    "g_dt",
+    "d_grad_norm",
+    "g_grad_norm",
+    "g_sigma",
+    "d_sigma",
+)
+
+
+def _sigma_mean(model: keras.Model) -> tf.Tensor:
+    sigmas = [tf.convert_to_tensor(w.value) for w in model.weights if w.path.endswith("/sigma")]
+    return tf.add_n(sigmas) / len(sigmas)
+
+
+class DVDGAN(keras.Model):
+    """The full GAN. `model_config` is a config's `model` section.
+
+    Calling the model samples from the EMA generator: (z [B, z_dim], labels [B]) ->
+    video [B, T, H, W, 3] in [-1, 1].
+    """
+
+    def __init__(self, model_config, **kwargs):
+        super().__init__(**kwargs)
+        self.model_config = model_config
+        m = model_config
+        self.generator = Generator.from_model_config(m, "generator")
+        self.ema_generator = Generator.from_model_config(m, "ema_generator")
+        self.ema_generator.trainable = False
+        self.spatial_discriminator = SpatialDiscriminator.from_model_config(m)
+        self.temporal_discriminator = TemporalDiscriminator.from_model_config(m)
+        self.z_dim = m.z_dim
+        self.num_classes = m.num_classes
+        self.built = True
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in _METRICS}
+
+    @property
+    def discriminator_variables(self):
+        return (
+            self.spatial_discriminator.trainable_variables
+            + self.temporal_discriminator.trainable_variables
+        )
+
+    def compile(
+        self,
+        g_optimizer: keras.optimizers.Optimizer,
+        d_optimizer: keras.optimizers.Optimizer,
+        d_steps: int = 2,
+        ema_decay: float = 0.9999,
+        ema_start: int = 20_000,
+        fake_labels: str = "real",
+        **kwargs,
+    ):
+        """kwargs go to keras.Model.compile (jit_compile, steps_per_execution)."""
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1); received ema_decay={ema_decay!r}")
+        if fake_labels not in ("real", "uniform"):
+            raise ValueError(
+                f"fake_labels must be 'real' or 'uniform'; received {fake_labels!r}"
+            )
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.d_steps = d_steps
+        self.ema_decay = ema_decay
+        self.ema_start = ema_start
+        self.fake_labels = fake_labels
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator_variables)
+        self.copy_generator_to_ema()
+        self.seed_generator = keras.random.SeedGenerator(0, name="gan_seed")
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def call(self, z, labels, training=False):
+        return self.ema_generator(z, labels, training=False)
+
+    def copy_generator_to_ema(self):
+        for ema, w in zip(self.ema_generator.weights, self.generator.weights):
+            ema.assign(w)
+
+    # -- the train step -------------------------------------------------------
+    def _scale(self, loss, optimizer):
+        """One replica's loss -> the loss to differentiate (replica- and loss-scaled)."""
+        n = tf.distribute.get_strategy().num_replicas_in_sync
+        return optimizer.scale_loss(loss / n if n > 1 else loss)
+
+    def _d_step(self, real, labels):
+        b = tf.shape(real)[0]
+        z = keras.random.normal((b, self.z_dim), seed=self.seed_generator)
+        fake_y = self._fake_labels(labels)
+        fake = self.generator(z, fake_y, training=True)  # G's BN stats follow training
+        fake = tf.stop_gradient(fake)
+        with tf.GradientTape() as tape:
+            ds, dt = self.spatial_discriminator, self.temporal_discriminator
+            terms = losses.discriminator_loss(
+                ds(real, labels, training=True),
+                ds(fake, fake_y, training=True),
+                dt(real, labels, training=True),
+                dt(fake, fake_y, training=True),
+            )
+            scaled = self._scale(terms["d_loss"], self.d_optimizer)
+        variables = self.discriminator_variables
+        grads = tape.gradient(scaled, variables)
+        self.d_optimizer.apply_gradients(zip(grads, variables))
+        terms["d_grad_norm"] = tf.linalg.global_norm(grads)
+        return terms
+
+    def _fake_labels(self, labels):
+        if self.fake_labels == "real":
+            return labels
+        return keras.random.randint(
+            tf.shape(labels), 0, self.num_classes, dtype="int32", seed=self.seed_generator
+        )
+
+    def _g_step(self, labels):
+        b = tf.shape(labels)[0]
+        z = keras.random.normal((b, self.z_dim), seed=self.seed_generator)
+        fake_y = self._fake_labels(labels)
+        with tf.GradientTape() as tape:
+            fake = self.generator(z, fake_y, training=True)
+            terms = losses.generator_loss(
+                self.spatial_discriminator(fake, fake_y, training=True),
+                self.temporal_discriminator(fake, fake_y, training=True),
+            )
+            scaled = self._scale(terms["g_loss"], self.g_optimizer)
+        variables = self.generator.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.g_optimizer.apply_gradients(zip(grads, variables))
+        terms["g_grad_norm"] = tf.linalg.global_norm(grads)
+        return terms
+
+    def _update_ema(self):
+        """ema = d * ema + (1 - d) * w, with d = 0 (a plain copy) before ema_start."""
+        step = tf.cast(self.g_optimizer.iterations, tf.float32)  # G steps done
+        decay = tf.where(step > float(self.ema_start), self.ema_decay, 0.0)
+        for ema, w in zip(self.ema_generator.weights, self.generator.weights):
+            if w.trainable:
+                w_val = tf.convert_to_tensor(w.value)
+                ema.assign(decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val)
+            else:  # BN moving statistics and SN state: copied
+                ema.assign(w)
+
+    def train_step(self, data):
+        # 1. Data: d_steps x B real clips, split into one chunk per D step.
+        videos, labels = data  # [d_steps*B, T, H, W, 3], [d_steps*B]
+        labels = tf.cast(labels, tf.int32)
+        n = videos.shape[0]
+        if n is not None and n % self.d_steps:
+            raise ValueError(
+                f"the batch of {n} clips does not split into d_steps={self.d_steps} "
+                "D steps; the input pipeline must yield d_steps x batch_size clips"
+            )
+        real_chunks = tf.split(videos, self.d_steps, axis=0)  # d_steps x [B, T, H, W, 3]
+        label_chunks = tf.split(labels, self.d_steps, axis=0)  # d_steps x [B]
+        # 2. Discriminator updates, each on fresh real data and fresh fakes.
+        for real, y in zip(real_chunks, label_chunks):
+            d_terms = self._d_step(real, y)
+        # 3. One generator update (labels of the last chunk).
+        g_terms = self._g_step(label_chunks[-1])
+        # 4. EMA of G's weights.
+        self._update_ema()
+        # 5. Metrics (unscaled, this replica's last D step and the G step).
+        logs = {**d_terms, **g_terms}
+        logs["g_sigma"] = _sigma_mean(self.generator)
+        logs["d_sigma"] = (
+            _sigma_mean(self.spatial_discriminator) + _sigma_mean(self.temporal_discriminator)
+        ) / 2.0
+        for name, tracker in self._trackers.items():
+            tracker.update_state(logs[name])
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    # -- construction from a config ------------------------------------------
+    @classmethod
+    def from_config_dict(cls, config, jit_compile: bool = False) -> DVDGAN:
+        """Builds and compiles the GAN from a full config (model + train sections)."""
+        t = config.train
+        gan = cls(config.model, name="dvdgan")
+        gan.compile(
+            g_optimizer=make_optimizer(t.g_lr, t, config.runtime.mixed_precision, "g_adam"),
+            d_optimizer=make_optimizer(t.d_lr, t, config.runtime.mixed_precision, "d_adam"),
+            d_steps=t.d_steps,
+            ema_decay=t.ema_decay,
+            ema_start=t.ema_start,
+            fake_labels=t.fake_labels,
+            jit_compile=jit_compile,
+            steps_per_execution=t.steps_per_execution,
+        )
+        return gan
+
+
+def make_optimizer(lr: float, t, precision: str = "float32", name: str = "adam"):
+    """Adam with the config's betas (paper: G 1e-4, D 5e-4; BigGAN betas 0, 0.999)."""
+    opt = keras.optimizers.Adam(
+        learning_rate=lr, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.adam_epsilon, name=name
+    )
+    if precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
+    return opt

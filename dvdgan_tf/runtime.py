@@ -1,0 +1,112 @@
+"""Devices and numerics: distribution strategies, the XLA switch, mixed precision.
+
+Where the XLA boundary sits, per strategy (measured with TF 2.21 / Keras 3.15):
+- default / one_device: the whole train step is one `jit_compile=True` function
+  (Keras `compile(jit_compile=...)`).
+- tpu: everything on a TPU is XLA; Keras compiles the replicated step.
+- mirrored / multi_worker: no XLA. A whole Keras step compiled with XLA under
+  MirroredStrategy fails ("Trying to access resource ... located in device CPU:1
+  from device CPU:0"), and a nested `tf.function(jit_compile=True)` cannot hold the
+  synchronised BatchNorm or the optimizer apply (`merge_call` inside a nested
+  function) — and every G layer has a synchronised BN. So these strategies run the
+  step as a plain `tf.function`, which is what the tests check.
+
+`jit_compile="auto"` picks per device: on for GPU, TPU and CPU single-device runs
+(BENCHMARKS.md: the whole small DVD-GAN step is faster with XLA on this CPU, though
+an isolated Conv3D is not), off for the mirrored strategies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy:
+    """Returns the tf.distribute strategy called `name` (one of STRATEGIES)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "strategy 'multi_worker' needs the TF_CONFIG environment variable "
+                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}); it is not set'
+            )
+        json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        return _tpu_strategy(tpu)
+    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+
+
+def _tpu_strategy(address: str) -> tf.distribute.TPUStrategy:
+    """Connects to the TPU at `address` ('' = local TPU VM / Colab) and initialises it."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        raise RuntimeError(
+            f"could not connect to a TPU at --tpu={address!r}: {e}. On a Cloud TPU VM "
+            "or a Colab TPU runtime leave --tpu empty; otherwise pass the TPU name or "
+            "grpc://IP:8470 address."
+        ) from e
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def strategy_kind(strategy: tf.distribute.Strategy) -> str:
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "single"
+
+
+def resolve_jit_compile(setting, strategy: tf.distribute.Strategy) -> bool:
+    """Maps runtime.jit_compile ('auto' | 'true' | 'false' | bool) to a bool."""
+    value = str(setting).lower()
+    if value not in ("auto", "true", "false"):
+        raise ValueError(
+            f"runtime.jit_compile must be 'auto', 'true' or 'false'; received {setting!r}"
+        )
+    kind = strategy_kind(strategy)
+    if kind in ("mirrored", "multi_worker"):
+        if value == "true" and strategy.num_replicas_in_sync > 1:
+            logging.warning(
+                "runtime.jit_compile=true is not supported with the %s strategy (see "
+                "dvdgan_tf/runtime.py); running the step without XLA.",
+                kind,
+            )
+        return False if strategy.num_replicas_in_sync > 1 else value != "false"
+    if kind == "tpu":
+        return True
+    return value != "false"
+
+
+def set_precision(policy: str) -> None:
+    """Sets Keras's global dtype policy: float32 | bfloat16 | mixed_float16 | mixed_bfloat16."""
+    names = {
+        "float32": "float32",
+        "bfloat16": "mixed_bfloat16",
+        "mixed_bfloat16": "mixed_bfloat16",
+        "mixed_float16": "mixed_float16",
+    }
+    if policy not in names:
+        raise ValueError(
+            f"runtime.mixed_precision must be one of {sorted(names)}; received {policy!r}"
+        )
+    keras.mixed_precision.set_global_policy(names[policy])

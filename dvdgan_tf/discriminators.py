@@ -130,7 +130,9 @@ class _BigGANDiscriminator(keras.Model):
     def __init__(self, num_classes: int, ch: int, multipliers, **kwargs):
         super().__init__(**kwargs)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes!r}")
+            raise ValueError(
+                f"num_classes must be >= 1; received num_classes={num_classes!r}"
+            )
         multipliers = tuple(int(m) for m in multipliers)
         if len(multipliers) < 2:
             raise ValueError(
@@ -140,17 +142,20 @@ class _BigGANDiscriminator(keras.Model):
         self.ch = ch
         self.multipliers = multipliers
         n = len(multipliers)
-        self.blocks = [
-            DBlock(
+        for i, m in enumerate(multipliers):  # attributes, not a list: see Generator
+            block = DBlock(
                 ch * m,
                 downsample=i < n - 1,
                 optimized=i == 0,
                 rank=self._block_rank(i),
                 name=f"{self.prefix}_B{i + 1}",
             )
-            for i, m in enumerate(multipliers)
-        ]
+            setattr(self, f"block{i + 1}", block)
         self.head = _ProjectionHead(num_classes, name=f"{self.prefix}_head")
+
+    @property
+    def blocks(self) -> list[DBlock]:
+        return [getattr(self, f"block{i + 1}") for i in range(len(self.multipliers))]
 
     def _block_rank(self, i: int) -> int:
         return 2
@@ -169,7 +174,9 @@ class SpatialDiscriminator(_BigGANDiscriminator):
 
     prefix = "DS"
 
-    def __init__(self, num_classes, ch, multipliers, num_frames: int, k: int = 8, **kwargs):
+    def __init__(
+        self, num_classes, ch, multipliers, num_frames: int, k: int = 8, **kwargs
+    ):
         super().__init__(num_classes, ch, multipliers, **kwargs)
         if not 1 <= k <= num_frames:
             raise ValueError(
@@ -192,7 +199,7 @@ class SpatialDiscriminator(_BigGANDiscriminator):
     def sample_frame_indices(self, batch_size, seed=None) -> tf.Tensor:
         """k distinct frame indices per video, uniform without replacement: int32 [B, k].
 
-        `seed`: a stateless seed (two ints) for reproducibility; None draws from the
+        `seed`: an int for a reproducible draw; None draws from the
         layer's seed generator.
         """
         seed = self.seed_generator if seed is None else seed
@@ -206,7 +213,9 @@ class SpatialDiscriminator(_BigGANDiscriminator):
         b = tf.shape(video)[0] if b is None else b
         if frame_indices is None:
             frame_indices = self.sample_frame_indices(b)
-        frames = tf.gather(video, frame_indices, axis=1, batch_dims=1)  # [B, k, H, W, C]
+        frames = tf.gather(
+            video, frame_indices, axis=1, batch_dims=1
+        )  # [B, k, H, W, C]
         x = tf.reshape(frames, [b * self.k, h, w, c])  # [B*k, H, W, C]: frames as batch
         x = tf.cast(x, self.compute_dtype)
         for block in self.blocks:

@@ -80,8 +80,10 @@ class GBlock(keras.layers.Layer):
     def _up(self, x):
         if not self.upsample:
             return x
-        n, h, w, c = x.shape
-        return tf.image.resize(x, [2 * h, 2 * w], method="nearest")  # [N, 2H, 2W, C]
+        _, h, w, c = x.shape
+        # Nearest-neighbour x2 by broadcasting (XLA has no ResizeNearestNeighborGrad).
+        x = tf.broadcast_to(x[:, :, None, :, None, :], [tf.shape(x)[0], h, 2, w, 2, c])
+        return tf.reshape(x, [-1, 2 * h, 2 * w, c])  # [N, 2H, 2W, C]
 
     def call(self, x, cond, training=False):
         h = tf.nn.relu(self.bn1(x, cond, training=training))
@@ -94,7 +96,12 @@ class GBlock(keras.layers.Layer):
     def compute_output_shape(self, x_shape, cond_shape):
         s = 2 if self.upsample else 1
         n, h, w, _ = x_shape
-        return (n, None if h is None else h * s, None if w is None else w * s, self.out_channels)
+        return (
+            n,
+            None if h is None else h * s,
+            None if w is None else w * s,
+            self.out_channels,
+        )
 
     def get_config(self):
         return {
@@ -136,9 +143,13 @@ class Generator(keras.Model):
                 f"received multipliers={multipliers!r}"
             )
         if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1; received num_frames={num_frames!r}")
+            raise ValueError(
+                f"num_frames must be >= 1; received num_frames={num_frames!r}"
+            )
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes!r}")
+            raise ValueError(
+                f"num_classes must be >= 1; received num_classes={num_classes!r}"
+            )
         self.resolution = resolution
         self.num_frames = num_frames
         self.num_classes = num_classes
@@ -154,16 +165,39 @@ class Generator(keras.Model):
         self.embed = layers.SNEmbedding(num_classes, embed_dim, name="G_embed")
         self.linear = layers.SNDense(4 * 4 * self.ch0, name="G_linear")
         bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
-        self.grus, self.blocks = [], []
+        # Sub-layers are plain attributes, not lists: tf.train.Checkpoint does not
+        # track Keras 3's TrackedList, so layers held only in a list are not saved.
         for i, (m_in, m_out) in enumerate(multipliers):
-            self.grus.append(layers.ConvGRU(ch * m_in, gru_kernel, name=f"G_GRU{i + 1}"))
-            self.blocks.append(GBlock(ch * m_in, False, name=f"G_B{2 * i + 1}", **bn))
-            self.blocks.append(GBlock(ch * m_out, True, name=f"G_B{2 * i + 2}", **bn))
+            setattr(
+                self,
+                f"gru{i + 1}",
+                layers.ConvGRU(ch * m_in, gru_kernel, name=f"G_GRU{i + 1}"),
+            )
+            setattr(
+                self,
+                f"block{2 * i + 1}",
+                GBlock(ch * m_in, False, name=f"G_B{2 * i + 1}", **bn),
+            )
+            setattr(
+                self,
+                f"block{2 * i + 2}",
+                GBlock(ch * m_out, True, name=f"G_B{2 * i + 2}", **bn),
+            )
         self.out_bn = layers.ConditionalBatchNorm(
             conditional=False, momentum=bn_momentum, epsilon=bn_epsilon, name="G_out_bn"
         )
         self.out_conv = layers.SNConv2D(3, 3, name="G_out_conv")
         self.state_shape = (4, 4, self.ch0)  # First GRU's state [H, W, C] (for -FP).
+
+    @property
+    def grus(self) -> list[layers.ConvGRU]:
+        return [getattr(self, f"gru{i + 1}") for i in range(len(self.multipliers))]
+
+    @property
+    def blocks(self) -> list[GBlock]:
+        return [
+            getattr(self, f"block{i + 1}") for i in range(2 * len(self.multipliers))
+        ]
 
     def build(self, z_shape=None, labels_shape=None):
         b = None
@@ -186,16 +220,22 @@ class Generator(keras.Model):
         check_labels(labels, self.num_classes)
         t = self.num_frames
         z = tf.cast(z, self.compute_dtype)
-        cond = tf.concat([z, self.embed(labels, training=training)], axis=-1)  # [B, 240]
+        cond = tf.concat(
+            [z, self.embed(labels, training=training)], axis=-1
+        )  # [B, 240]
         b = tf.shape(z)[0]
         x = self.linear(cond, training=training)
         x = tf.reshape(x, [b, 4, 4, self.ch0])  # [B, 4, 4, ch0]
-        x = tf.tile(x[:, None], [1, t, 1, 1, 1])  # [B, T, 4, 4, ch0]: same input each frame
+        x = tf.tile(
+            x[:, None], [1, t, 1, 1, 1]
+        )  # [B, T, 4, 4, ch0]: same input each frame
         for i, gru in enumerate(self.grus):
             h0 = initial_state if i == 0 else None
             x = gru(x, h0, training=training)  # [B, T, H, W, C]
             _, _, hh, ww, cc = x.shape
-            x = tf.reshape(x, [b * t, hh, ww, cc])  # [B*T, H, W, C]: time folded into batch
+            x = tf.reshape(
+                x, [b * t, hh, ww, cc]
+            )  # [B*T, H, W, C]: time folded into batch
             x = self.blocks[2 * i](x, cond, training=training)  # [B*T, H, W, C]
             x = self.blocks[2 * i + 1](x, cond, training=training)  # [B*T, 2H, 2W, C']
             _, hh, ww, cc = x.shape

@@ -20,10 +20,26 @@ policy the SN power iteration and BN statistics stay in float32.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
-_ORTHO = "orthogonal"  # Paper: orthogonal initialisation (as BigGAN).
+_KERNEL_INIT = ["orthogonal"]  # Paper: orthogonal initialisation (as BigGAN).
+
+
+@contextlib.contextmanager
+def kernel_initializer(name: str):
+    """Temporarily builds SN kernels with another initializer.
+
+    Orthogonal init of the paper-size models takes minutes on a CPU (a QR per
+    kernel); counting parameters or restoring a checkpoint does not need it.
+    """
+    _KERNEL_INIT.append(name)
+    try:
+        yield
+    finally:
+        _KERNEL_INIT.pop()
 
 
 def _l2_normalize(x: tf.Tensor, eps: float) -> tf.Tensor:
@@ -46,9 +62,9 @@ class _SpectralNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.sn_epsilon = sn_epsilon
 
-    def _build_sn(self, kernel_shape, initializer=_ORTHO):
+    def _build_sn(self, kernel_shape):
         self.kernel = self.add_weight(
-            name="kernel", shape=kernel_shape, initializer=initializer
+            name="kernel", shape=kernel_shape, initializer=_KERNEL_INIT[-1]
         )
         c_out = kernel_shape[-1]
         self.sn_u = self.add_weight(
@@ -69,7 +85,9 @@ class _SpectralNorm(keras.layers.Layer):
         c_out = kernel.shape[-1]
         w = tf.reshape(kernel, [-1, c_out])  # [N, C_out]: leading axes flattened
         u = tf.stop_gradient(tf.convert_to_tensor(self.sn_u.value))
-        v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w, transpose_b=True), self.sn_epsilon))
+        v = tf.stop_gradient(
+            _l2_normalize(tf.matmul(u, w, transpose_b=True), self.sn_epsilon)
+        )
         u_new = tf.stop_gradient(_l2_normalize(tf.matmul(v, w), self.sn_epsilon))
         sigma = tf.reshape(tf.matmul(tf.matmul(v, w), u_new, transpose_b=True), [])
         if training:
@@ -94,7 +112,9 @@ class SNDense(_SpectralNorm):
     def build(self, input_shape):
         self._build_sn((input_shape[-1], self.units))
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+            self.bias = self.add_weight(
+                name="bias", shape=(self.units,), initializer="zeros"
+            )
 
     def call(self, x, training=False):
         w = tf.cast(self.normalized_kernel(training), x.dtype)
@@ -120,7 +140,9 @@ class SNEmbedding(_SpectralNorm):
     def __init__(self, num_classes: int, output_dim: int, **kwargs):
         super().__init__(**kwargs)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes!r}")
+            raise ValueError(
+                f"num_classes must be >= 1; received num_classes={num_classes!r}"
+            )
         self.num_classes = num_classes
         self.output_dim = output_dim
 
@@ -147,21 +169,29 @@ class _SNConv(_SpectralNorm):
 
     rank = 2
 
-    def __init__(self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs):
+    def __init__(
+        self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         if filters < 1:
             raise ValueError(f"filters must be >= 1; received filters={filters!r}")
         if kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1; received kernel_size={kernel_size!r}")
+            raise ValueError(
+                f"kernel_size must be >= 1; received kernel_size={kernel_size!r}"
+            )
         self.filters = filters
         self.kernel_size = kernel_size
         self.use_bias = use_bias
 
     def build(self, input_shape):
         # Kernel layout: [k, k(, k), C_in, C_out] as tf.nn.convolution expects.
-        self._build_sn((self.kernel_size,) * self.rank + (input_shape[-1], self.filters))
+        self._build_sn(
+            (self.kernel_size,) * self.rank + (input_shape[-1], self.filters)
+        )
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer="zeros"
+            )
 
     def call(self, x, training=False):
         w = tf.cast(self.normalized_kernel(training), x.dtype)
@@ -216,7 +246,9 @@ class ConditionalBatchNorm(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1); received momentum={momentum!r}")
+            raise ValueError(
+                f"momentum must be in [0, 1); received momentum={momentum!r}"
+            )
         self.conditional = conditional
         self.momentum = momentum
         self.epsilon = epsilon
@@ -233,7 +265,11 @@ class ConditionalBatchNorm(keras.layers.Layer):
             self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones")
             self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(c,), initializer="zeros", trainable=False, autocast=False
+            name="moving_mean",
+            shape=(c,),
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
         )
         self.moving_variance = self.add_weight(
             name="moving_variance",
@@ -270,7 +306,9 @@ class ConditionalBatchNorm(keras.layers.Layer):
         if self.conditional:
             b = tf.shape(cond)[0]
             n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
-            gamma = 1.0 + tf.cast(self.gain(cond, training=training), tf.float32)  # [B, C]
+            gamma = 1.0 + tf.cast(
+                self.gain(cond, training=training), tf.float32
+            )  # [B, C]
             beta = tf.cast(self.bias(cond, training=training), tf.float32)  # [B, C]
             y = tf.reshape(y, [b, n // b, h, w, c])  # [B, T, H, W, C]: unfold time
             y = y * gamma[:, None, None, None, :] + beta[:, None, None, None, :]
@@ -308,7 +346,9 @@ class ConvGRU(keras.layers.Layer):
     (time folded into batch) and only the h-half runs inside the time loop.
     """
 
-    def __init__(self, units: int, kernel_size: int = 3, sn_epsilon: float = 1e-4, **kwargs):
+    def __init__(
+        self, units: int, kernel_size: int = 3, sn_epsilon: float = 1e-4, **kwargs
+    ):
         super().__init__(**kwargs)
         if units < 1:
             raise ValueError(f"units must be >= 1; received units={units!r}")
@@ -331,7 +371,9 @@ class ConvGRU(keras.layers.Layer):
         b = tf.shape(x)[0] if b is None else b
         k = self.units
         wg = tf.cast(self.gates.normalized_kernel(training), x.dtype)  # [3,3,k+Cx,2k]
-        wc = tf.cast(self.candidate.normalized_kernel(training), x.dtype)  # [3,3,Cx+k,k]
+        wc = tf.cast(
+            self.candidate.normalized_kernel(training), x.dtype
+        )  # [3,3,Cx+k,k]
         wg_h, wg_x = wg[:, :, :k], wg[:, :, k:]
         wc_x, wc_h = wc[:, :, :c_x], wc[:, :, c_x:]
         bg = tf.cast(self.gates.bias, x.dtype)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def d_hinge_terms(real_scores: tf.Tensor, fake_scores: tf.Tensor) -> dict[str, tf.Tensor]:
+def d_hinge_terms(
+    real_scores: tf.Tensor, fake_scores: tf.Tensor
+) -> dict[str, tf.Tensor]:
     """real_scores, fake_scores: [B] -> {'real': mean relu(1-D(x)), 'fake': ...}."""
     real = tf.reduce_mean(tf.nn.relu(1.0 - tf.cast(real_scores, tf.float32)))
     fake = tf.reduce_mean(tf.nn.relu(1.0 + tf.cast(fake_scores, tf.float32)))

@@ -45,7 +45,11 @@ _METRICS = (
 
 
 def _sigma_mean(model: keras.Model) -> tf.Tensor:
-    sigmas = [tf.convert_to_tensor(w.value) for w in model.weights if w.path.endswith("/sigma")]
+    sigmas = [
+        tf.convert_to_tensor(w.value)
+        for w in model.weights
+        if w.path.endswith("/sigma")
+    ]
     return tf.add_n(sigmas) / len(sigmas)
 
 
@@ -91,7 +95,9 @@ class DVDGAN(keras.Model):
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1); received ema_decay={ema_decay!r}")
+            raise ValueError(
+                f"ema_decay must be in [0, 1); received ema_decay={ema_decay!r}"
+            )
         if fake_labels not in ("real", "uniform"):
             raise ValueError(
                 f"fake_labels must be 'real' or 'uniform'; received {fake_labels!r}"
@@ -117,7 +123,7 @@ class DVDGAN(keras.Model):
 
     def copy_generator_to_ema(self):
         for ema, w in zip(self.ema_generator.weights, self.generator.weights):
-            ema.assign(w)
+            ema.assign(w.value)
 
     # -- the train step -------------------------------------------------------
     def _scale(self, loss, optimizer):
@@ -150,7 +156,11 @@ class DVDGAN(keras.Model):
         if self.fake_labels == "real":
             return labels
         return keras.random.randint(
-            tf.shape(labels), 0, self.num_classes, dtype="int32", seed=self.seed_generator
+            tf.shape(labels),
+            0,
+            self.num_classes,
+            dtype="int32",
+            seed=self.seed_generator,
         )
 
     def _g_step(self, labels):
@@ -177,9 +187,11 @@ class DVDGAN(keras.Model):
         for ema, w in zip(self.ema_generator.weights, self.generator.weights):
             if w.trainable:
                 w_val = tf.convert_to_tensor(w.value)
-                ema.assign(decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val)
+                ema.assign(
+                    decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val
+                )
             else:  # BN moving statistics and SN state: copied
-                ema.assign(w)
+                ema.assign(w.value)
 
     def train_step(self, data):
         # 1. Data: d_steps x B real clips, split into one chunk per D step.
@@ -191,7 +203,9 @@ class DVDGAN(keras.Model):
                 f"the batch of {n} clips does not split into d_steps={self.d_steps} "
                 "D steps; the input pipeline must yield d_steps x batch_size clips"
             )
-        real_chunks = tf.split(videos, self.d_steps, axis=0)  # d_steps x [B, T, H, W, 3]
+        real_chunks = tf.split(
+            videos, self.d_steps, axis=0
+        )  # d_steps x [B, T, H, W, 3]
         label_chunks = tf.split(labels, self.d_steps, axis=0)  # d_steps x [B]
         # 2. Discriminator updates, each on fresh real data and fresh fakes.
         for real, y in zip(real_chunks, label_chunks):
@@ -204,7 +218,8 @@ class DVDGAN(keras.Model):
         logs = {**d_terms, **g_terms}
         logs["g_sigma"] = _sigma_mean(self.generator)
         logs["d_sigma"] = (
-            _sigma_mean(self.spatial_discriminator) + _sigma_mean(self.temporal_discriminator)
+            _sigma_mean(self.spatial_discriminator)
+            + _sigma_mean(self.temporal_discriminator)
         ) / 2.0
         for name, tracker in self._trackers.items():
             tracker.update_state(logs[name])
@@ -217,8 +232,12 @@ class DVDGAN(keras.Model):
         t = config.train
         gan = cls(config.model, name="dvdgan")
         gan.compile(
-            g_optimizer=make_optimizer(t.g_lr, t, config.runtime.mixed_precision, "g_adam"),
-            d_optimizer=make_optimizer(t.d_lr, t, config.runtime.mixed_precision, "d_adam"),
+            g_optimizer=make_optimizer(
+                t.g_lr, t, config.runtime.mixed_precision, "g_adam"
+            ),
+            d_optimizer=make_optimizer(
+                t.d_lr, t, config.runtime.mixed_precision, "d_adam"
+            ),
             d_steps=t.d_steps,
             ema_decay=t.ema_decay,
             ema_start=t.ema_start,
@@ -232,7 +251,11 @@ class DVDGAN(keras.Model):
 def make_optimizer(lr: float, t, precision: str = "float32", name: str = "adam"):
     """Adam with the config's betas (paper: G 1e-4, D 5e-4; BigGAN betas 0, 0.999)."""
     opt = keras.optimizers.Adam(
-        learning_rate=lr, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.adam_epsilon, name=name
+        learning_rate=lr,
+        beta_1=t.beta1,
+        beta_2=t.beta2,
+        epsilon=t.adam_epsilon,
+        name=name,
     )
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")

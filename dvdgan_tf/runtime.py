@@ -48,13 +48,17 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         return _tpu_strategy(tpu)
-    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    raise ValueError(
+        f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}"
+    )
 
 
 def _tpu_strategy(address: str) -> tf.distribute.TPUStrategy:
     """Connects to the TPU at `address` ('' = local TPU VM / Colab) and initialises it."""
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or None)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=address or None
+        )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:

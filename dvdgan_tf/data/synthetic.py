@@ -94,7 +94,7 @@ def _clip_params(
     Returns cx, cy, size, angle: float32 [N, T] in pixels / radians; shape: [N];
     colour: [N, 3] and background: [N] in [0, 1].
     """
-    n, t, r = len(labels), num_frames, float(resolution)
+    t, r = num_frames, float(resolution)
     shape = _CLASS_SHAPE[labels]
     motion = _CLASS_MOTION[labels]
     frac = np.arange(t, dtype=np.float32) / max(t - 1, 1)  # [T] in [0, 1]

@@ -1,0 +1,25 @@
+"""Shared test set-up: quiet TF logs, small thread pools, tiny configs."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(
+    os.path.join(REPO, "configs", f)
+    for f in os.listdir(os.path.join(REPO, "configs"))
+    if f.endswith(".py") and not f.startswith("_")
+)
+
+
+@pytest.fixture
+def tiny_config():
+    """The default CPU config's runlocal variant (16x16, 4 frames), unlocked copy."""
+    from dvdgan_tf import config_lib
+
+    return config_lib.load_config(
+        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
+    )

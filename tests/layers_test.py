@@ -1,0 +1,194 @@
+"""Layer numerics against independent numpy references (numpy SVD, a numpy GRU loop,
+hand-computed BN)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dvdgan_tf import layers
+
+
+def np_conv2d_same(x, w, b):
+    """x [N, H, W, Ci], w [k, k, Ci, Co] -> [N, H, W, Co], stride 1, SAME, cross-corr."""
+    k = w.shape[0]
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (0, 0)))
+    n, h, wd, _ = x.shape
+    out = np.zeros((n, h, wd, w.shape[-1]))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("nhwc,co->nhwo", xp[:, i : i + h, j : j + wd], w[i, j])
+    return out + b
+
+
+def _run_power_iterations(layer, n=60):
+    for _ in range(n):
+        layer.normalized_kernel(training=True)
+
+
+@pytest.mark.parametrize(
+    "make, in_shape",
+    [
+        (lambda: layers.SNConv2D(6, 3), (1, 5, 5, 4)),
+        (lambda: layers.SNConv3D(5, 3), (1, 3, 5, 5, 2)),
+        (lambda: layers.SNDense(7), (1, 9)),
+        (lambda: layers.SNEmbedding(10, 6), (1,)),
+    ],
+)
+def test_spectral_norm_matches_numpy_svd(make, in_shape):
+    layer = make()
+    layer.build(in_shape)
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32")  # not orthogonal
+    layer.kernel.assign(kernel)
+    _run_power_iterations(layer)
+    w = kernel.reshape(-1, kernel.shape[-1])  # [N, C_out]: the matrix SN normalises
+    top = np.linalg.svd(w, compute_uv=False)[0]
+    np.testing.assert_allclose(float(layer.sigma.numpy()), top, rtol=1e-3)
+    normalized = layer.normalized_kernel(training=False).numpy()
+    top_normalized = np.linalg.svd(normalized.reshape(w.shape), compute_uv=False)[0]
+    np.testing.assert_allclose(top_normalized, 1.0, rtol=1e-3)
+    # The stored kernel is never rewritten (unlike keras.layers.SpectralNormalization).
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
+
+
+def test_spectral_norm_inference_does_not_update_u():
+    layer = layers.SNDense(3)
+    layer.build((None, 4))
+    u0 = layer.sn_u.numpy().copy()
+    layer(tf.ones([2, 4]), training=False)
+    np.testing.assert_array_equal(layer.sn_u.numpy(), u0)
+    layer(tf.ones([2, 4]), training=True)
+    assert not np.allclose(layer.sn_u.numpy(), u0)
+
+
+def test_spectral_norm_gradient_stops_at_u():
+    layer = layers.SNDense(3)
+    layer.build((None, 4))
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(layer(tf.ones([2, 4]), training=True))
+    grads = tape.gradient(y, layer.trainable_variables)
+    assert all(g is not None for g in grads)
+    assert len(layer.trainable_variables) == 2  # kernel, bias: u and sigma are state
+
+
+def test_sn_conv_matches_numpy_conv():
+    layer = layers.SNConv2D(3, 3)
+    x = np.random.default_rng(1).normal(size=(2, 5, 6, 4)).astype("float32")
+    y = layer(x, training=False).numpy()
+    w = layer.normalized_kernel(training=False).numpy()
+    np.testing.assert_allclose(y, np_conv2d_same(x, w, layer.bias.numpy()), atol=1e-4)
+
+
+def np_gru(x, h0, wg, bg, wc, bc):
+    """The paper's ConvGRU equations, one frame at a time."""
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    k = h0.shape[-1]
+    h, outs = h0, []
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        g = sig(np_conv2d_same(np.concatenate([h, xt], -1), wg, bg))
+        r, u = g[..., :k], g[..., k:]
+        c = np.maximum(np_conv2d_same(np.concatenate([xt, r * h], -1), wc, bc), 0)
+        h = u * h + (1 - u) * c
+        outs.append(h)
+    return np.stack(outs, 1)
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_conv_gru_matches_numpy_loop(with_h0):
+    rng = np.random.default_rng(2)
+    b, t, hh, ww, cx, k = 2, 4, 4, 5, 3, 6
+    x = rng.normal(size=(b, t, hh, ww, cx)).astype("float32")
+    h0 = rng.normal(size=(b, hh, ww, k)).astype("float32") if with_h0 else None
+    gru = layers.ConvGRU(k)
+    gru.build(x.shape)
+    gru.gates.bias.assign(rng.normal(size=(2 * k,)).astype("float32"))
+    gru.candidate.bias.assign(rng.normal(size=(k,)).astype("float32"))
+    out = gru(x, h0, training=False).numpy()
+    ref = np_gru(
+        x.astype("float64"),
+        np.zeros((b, hh, ww, k)) if h0 is None else h0.astype("float64"),
+        gru.gates.normalized_kernel().numpy(),
+        gru.gates.bias.numpy(),
+        gru.candidate.normalized_kernel().numpy(),
+        gru.candidate.bias.numpy(),
+    )
+    assert out.shape == (b, t, hh, ww, k)
+    np.testing.assert_allclose(out, ref, atol=2e-4)
+    assert not np.allclose(out[:, 0], out[:, -1])  # the state evolves
+
+
+def test_conditional_bn_matches_hand_computed():
+    rng = np.random.default_rng(3)
+    b, t, h, w, c, d = 3, 2, 4, 4, 5, 7
+    x = rng.normal(2.0, 3.0, size=(b * t, h, w, c)).astype("float32")
+    cond = rng.normal(size=(b, d)).astype("float32")
+    bn = layers.ConditionalBatchNorm(momentum=0.9, epsilon=1e-4)
+    bn.build(x.shape, cond.shape)
+    bn.gain.bias.assign(rng.normal(size=(c,)).astype("float32"))
+    bn.bias.bias.assign(rng.normal(size=(c,)).astype("float32"))
+    for dense in (bn.gain, bn.bias):  # converge u so the SN kernel is the same below
+        _run_power_iterations(dense, 200)
+    y = bn(x, cond, training=True).numpy()
+
+    gamma = 1.0 + cond @ bn.gain.normalized_kernel().numpy() + bn.gain.bias.numpy()
+    beta = cond @ bn.bias.normalized_kernel().numpy() + bn.bias.bias.numpy()
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))  # over B*T, H, W
+    xn = (x - mean) / np.sqrt(var + 1e-4)
+    gamma_t, beta_t = (
+        np.repeat(gamma, t, 0),
+        np.repeat(beta, t, 0),
+    )  # per example, over T
+    ref = xn * gamma_t[:, None, None] + beta_t[:, None, None]
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+    # Moving statistics after one update, then inference uses them.
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean, rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * var, rtol=1e-4)
+    y_inf = bn(x, cond, training=False).numpy()
+    xn_inf = (x - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-4)
+    np.testing.assert_allclose(
+        y_inf, xn_inf * gamma_t[:, None, None] + beta_t[:, None, None], atol=1e-3
+    )
+    # Different (z, y) give different gamma, beta.
+    assert not np.allclose(gamma[0], gamma[1]) and not np.allclose(beta[0], beta[1])
+
+
+def test_unconditional_bn():
+    x = np.random.default_rng(4).normal(size=(4, 3, 3, 2)).astype("float32")
+    bn = layers.ConditionalBatchNorm(conditional=False, epsilon=1e-4)
+    y = bn(x, training=True).numpy()
+    ref = (x - x.mean((0, 1, 2))) / np.sqrt(x.var((0, 1, 2)) + 1e-4)
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        layers.SNConv2D(4, 3, name="a"),
+        layers.SNConv3D(4, 1, use_bias=False),
+        layers.SNDense(5),
+        layers.SNEmbedding(3, 4),
+        layers.ConditionalBatchNorm(conditional=False, momentum=0.5),
+        layers.ConvGRU(3, 3),
+    ],
+)
+def test_get_config_round_trip(layer):
+    cfg = layer.get_config()
+    clone = type(layer).from_config(cfg)
+    assert clone.get_config() == cfg
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: layers.SNDense(0), "units=0"),
+        (lambda: layers.SNConv2D(-1), "filters=-1"),
+        (lambda: layers.SNEmbedding(0, 4), "num_classes=0"),
+        (lambda: layers.ConditionalBatchNorm(momentum=1.5), "momentum=1.5"),
+        (lambda: layers.ConvGRU(0), "units=0"),
+    ],
+)
+def test_bad_arguments_quote_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

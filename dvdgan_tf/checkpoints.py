@@ -1,0 +1,134 @@
+"""Workdir layout, checkpoints and resume.
+
+  WORKDIR/config.json        the full config of the run (checked on resume)
+  WORKDIR/class_names.json   the dataset's class names (sampling legends, export)
+  WORKDIR/checkpoints/       tf.train checkpoints: G, EMA G, D_S, D_T, both optimizers
+  WORKDIR/samples/           GIFs from the EMA generator during training
+  WORKDIR/tb/                TensorBoard event files
+  WORKDIR/eval/<step>.json   evaluation results
+
+tf.train.CheckpointManager writes the checkpoint files first and then atomically
+replaces the `checkpoint` index file, so a process killed mid-save leaves the index
+pointing at the previous complete checkpoint: the latest checkpoint is never corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import tensorflow as tf
+
+from dvdgan_tf import layers
+from dvdgan_tf.generator import Generator
+
+
+def config_path(workdir: str) -> str:
+    return os.path.join(workdir, "config.json")
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(workdir, "checkpoints")
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run in `workdir` was started with."""
+    path = config_path(workdir)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"no training run in workdir={workdir!r}: {path} does not exist "
+            "(train first with `python -m dvdgan_tf.train --workdir=...`)"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def _as_plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_as_plain(v) for v in value]
+    return value
+
+
+def check_resume_compatible(saved, config) -> None:
+    """Refuses to resume a run whose model section differs from the saved one."""
+    old = {k: _as_plain(v) for k, v in saved.model.items()}
+    new = {k: _as_plain(v) for k, v in config.model.items()}
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        details = ", ".join(
+            f"model.{k}: saved {old.get(k)!r} vs now {new.get(k)!r}" for k in diff
+        )
+        raise ValueError(
+            "the workdir holds a run with a different architecture; refusing to resume "
+            f"({details}). Use a new --workdir, or the original config."
+        )
+
+
+def write_workdir_config(workdir: str, config, class_names=None) -> None:
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(config_path(workdir), "w") as f:
+        f.write(config.to_json(indent=2))
+    if class_names is not None:
+        with tf.io.gfile.GFile(os.path.join(workdir, "class_names.json"), "w") as f:
+            json.dump(list(class_names), f)
+
+
+def load_class_names(workdir: str) -> list[str] | None:
+    path = os.path.join(workdir, "class_names.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def make_checkpoint(gan) -> tf.train.Checkpoint:
+    """Everything a resumed run needs (the step counter is g_optimizer.iterations)."""
+    return tf.train.Checkpoint(
+        generator=gan.generator,
+        ema_generator=gan.ema_generator,
+        spatial_discriminator=gan.spatial_discriminator,
+        temporal_discriminator=gan.temporal_discriminator,
+        g_optimizer=gan.g_optimizer,
+        d_optimizer=gan.d_optimizer,
+    )
+
+
+def resolve_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
+    """Path of the latest checkpoint in `workdir`, or of the named one."""
+    if checkpoint:
+        name = checkpoint
+        if not os.path.isabs(name) and not tf.io.gfile.exists(name + ".index"):
+            name = os.path.join(checkpoint_dir(workdir), checkpoint)
+        if not tf.io.gfile.exists(name + ".index"):
+            raise FileNotFoundError(
+                f"checkpoint {checkpoint!r} not found (looked for {name}.index)"
+            )
+        return name
+    latest = tf.train.latest_checkpoint(checkpoint_dir(workdir))
+    if latest is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {checkpoint_dir(workdir)!r}; train first or pass --workdir "
+            "of a run that saved one"
+        )
+    return latest
+
+
+def checkpoint_step(path: str) -> int:
+    """The step number of a checkpoint path `.../ckpt-<step>`."""
+    try:
+        return int(path.rsplit("-", 1)[-1])
+    except ValueError:
+        return -1
+
+
+def load_ema_generator(workdir: str, checkpoint: str | None = None):
+    """(EMA generator, config, step) from a run's workdir, for sampling and export."""
+    config = load_workdir_config(workdir)
+    path = resolve_checkpoint(workdir, checkpoint)
+    with layers.kernel_initializer("zeros"):  # weights come from the checkpoint
+        g = Generator.from_model_config(config.model, name="ema_generator")
+    status = tf.train.Checkpoint(ema_generator=g).read(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    return g, config, checkpoint_step(path)

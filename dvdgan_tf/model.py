@@ -103,6 +103,11 @@ class DVDGAN(keras.Model):
                 f"fake_labels must be 'real' or 'uniform'; received {fake_labels!r}"
             )
         super().compile(**kwargs)
+        # Keras 3.15 averages a step's logs across workers with
+        # strategy.reduce("MEAN", v, axis=0), which needs a batch axis on scalars.
+        self._logs_need_axis = isinstance(
+            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
+        )
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.d_steps = d_steps
@@ -113,6 +118,16 @@ class DVDGAN(keras.Model):
         self.d_optimizer.build(self.discriminator_variables)
         self.copy_generator_to_ema()
         self.seed_generator = keras.random.SeedGenerator(0, name="gan_seed")
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skipped: every weight and both optimizers are built in __init__/compile.
+
+        Keras's version first averages a data batch across replicas with
+        strategy.reduce, which fails under MultiWorkerMirroredStrategy with
+        integer labels (Keras 3.15 / TF 2.21: "Attempt to convert a value
+        (PerReplica...)"), and builds nothing this model needs.
+        """
+        return
 
     @property
     def metrics(self):
@@ -131,9 +146,12 @@ class DVDGAN(keras.Model):
         n = tf.distribute.get_strategy().num_replicas_in_sync
         return optimizer.scale_loss(loss / n if n > 1 else loss)
 
+    def sample_noise(self, batch_size) -> tf.Tensor:
+        """z ~ N(0, I): float32 [B, z_dim] (this replica's share of the batch)."""
+        return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
+
     def _d_step(self, real, labels):
-        b = tf.shape(real)[0]
-        z = keras.random.normal((b, self.z_dim), seed=self.seed_generator)
+        z = self.sample_noise(tf.shape(real)[0])
         fake_y = self._fake_labels(labels)
         fake = self.generator(z, fake_y, training=True)  # G's BN stats follow training
         fake = tf.stop_gradient(fake)
@@ -164,8 +182,7 @@ class DVDGAN(keras.Model):
         )
 
     def _g_step(self, labels):
-        b = tf.shape(labels)[0]
-        z = keras.random.normal((b, self.z_dim), seed=self.seed_generator)
+        z = self.sample_noise(tf.shape(labels)[0])
         fake_y = self._fake_labels(labels)
         with tf.GradientTape() as tape:
             fake = self.generator(z, fake_y, training=True)
@@ -223,7 +240,12 @@ class DVDGAN(keras.Model):
         ) / 2.0
         for name, tracker in self._trackers.items():
             tracker.update_state(logs[name])
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        out = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if self._logs_need_axis:
+            out = {
+                name: tf.reshape(v, [1]) for name, v in out.items()
+            }  # [1] per worker
+        return out
 
     # -- construction from a config ------------------------------------------
     @classmethod

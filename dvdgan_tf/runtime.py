@@ -61,7 +61,7 @@ def _tpu_strategy(address: str) -> tf.distribute.TPUStrategy:
         )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:
         raise RuntimeError(
             f"could not connect to a TPU at --tpu={address!r}: {e}. On a Cloud TPU VM "
             "or a Colab TPU runtime leave --tpu empty; otherwise pass the TPU name or "

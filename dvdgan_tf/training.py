@@ -117,7 +117,8 @@ class TrainingCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.step
         logs = logs or {}
-        bad = {k: float(v) for k, v in logs.items() if not np.isfinite(float(v))}
+        logs = {k: float(np.mean(v)) for k, v in logs.items()}  # [1] under multi-worker
+        bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
         if bad:
             latest = self.manager.latest_checkpoint
             self.model.stop_training = True
@@ -240,13 +241,18 @@ def train(
     dataset = data.distribute_dataset(strategy, data_config, global_batch)
 
     callback = TrainingCallback(gan, config, workdir, manager, chief)
+    callbacks = [callback]
+    if config.eval.every > 0:
+        from dvdgan_tf.evaluation import EvaluationCallback
+
+        callbacks.append(EvaluationCallback(config.eval.every, workdir, config, chief))
     spe = config.train.steps_per_execution
     try:
         gan.fit(
             dataset,
             epochs=1,
             steps_per_epoch=(remaining // spe) * spe or remaining,
-            callbacks=[callback],
+            callbacks=callbacks,
             verbose=verbose,
             shuffle=False,  # the input pipeline shuffles
         )

@@ -1,0 +1,83 @@
+"""Samples a trained run's EMA generator to a GIF, MP4 or NPY file.
+
+  python -m dvdgan_tf.sample --workdir=DIR --out=samples.gif
+  python -m dvdgan_tf.sample --workdir=DIR --out=s.mp4 --classes=0,3,circle_left \\
+      --num_per_class=6 --truncation=0.5 --seed=1 --fps=8 --scale=4
+  python -m dvdgan_tf.sample --workdir=DIR --out=interp.gif --interpolate
+  python -m dvdgan_tf.sample --workdir=DIR --out=samples.npy --checkpoint=ckpt-2000
+
+Rows are classes, columns samples (column j has the same z in every row); with
+--interpolate each row walks from one z to another along the columns (slerp by
+default). `.npy` holds uint8 [N, T, H, W, 3] with labels in FILE.labels.npy.
+Every run writes FILE.json (class names per row, seed, truncation, checkpoint
+step) and prints a legend. Formats, truncation and the MP4 size rule are
+documented in `dvdgan_tf/sampling.py`.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from dvdgan_tf import sampling
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's directory.")
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    f"Output file; the extension picks the format: {', '.join(sampling.VALID_EXTENSIONS)}.",
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "", "Checkpoint name (ckpt-N) or path; default: the latest."
+)
+_CLASSES = flags.DEFINE_list(
+    "classes",
+    [],
+    f"Class ids or names, one row each; default: the first "
+    f"{sampling.DEFAULT_MAX_ROWS} classes.",
+)
+_NUM_PER_CLASS = flags.DEFINE_integer(
+    "num_per_class", 4, "Columns: samples (or interpolation steps) per class."
+)
+_TRUNCATION = flags.DEFINE_float(
+    "truncation", 0.0, "Truncation threshold for z (BigGAN); 0 = none."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the latents.")
+_INTERPOLATE = flags.DEFINE_bool(
+    "interpolate", False, "Latent interpolation along the columns of each row."
+)
+_INTERPOLATION = flags.DEFINE_enum(
+    "interpolation", "slerp", list(sampling.INTERPOLATIONS), "Interpolation path."
+)
+_FPS = flags.DEFINE_float("fps", 8.0, "Frames per second of .gif/.mp4.")
+_SCALE = flags.DEFINE_integer(
+    "scale", 1, "Nearest-neighbour upscale factor of .gif/.mp4 frames."
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Generator batch size.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        meta = sampling.sample_workdir(
+            _WORKDIR.value,
+            _OUT.value,
+            checkpoint=_CHECKPOINT.value or None,
+            classes=_CLASSES.value,
+            num_per_class=_NUM_PER_CLASS.value,
+            truncation=_TRUNCATION.value,
+            seed=_SEED.value,
+            interpolate=_INTERPOLATE.value,
+            interpolation=_INTERPOLATION.value,
+            fps=_FPS.value,
+            scale=_SCALE.value,
+            batch_size=_BATCH_SIZE.value,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"dvdgan_tf.sample: error: {e}") from None
+    print(sampling.legend(meta))
+
+
+if __name__ == "__main__":
+    app.run(main)

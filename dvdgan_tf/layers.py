@@ -384,13 +384,15 @@ class ConvGRU(keras.layers.Layer):
         cx = tf.nn.conv2d(x_flat, wc_x, 1, "SAME") + bc  # [B*T, H, W, k]
         gx = tf.reshape(gx, [b, t, h, w, 2 * k])  # [B, T, H, W, 2k]
         cx = tf.reshape(cx, [b, t, h, w, k])  # [B, T, H, W, k]
+        # One unstack instead of T strided slices (whose gradients cost ~4% of a step).
+        gx, cx = tf.unstack(gx, axis=1), tf.unstack(cx, axis=1)  # T x [B, H, W, .]
 
         state = tf.zeros([b, h, w, k], x.dtype) if h0 is None else tf.cast(h0, x.dtype)
         outputs = []
         for i in range(t):  # T is static: a plain unrolled loop (XLA-friendly).
-            g = tf.sigmoid(gx[:, i] + tf.nn.conv2d(state, wg_h, 1, "SAME"))
+            g = tf.sigmoid(gx[i] + tf.nn.conv2d(state, wg_h, 1, "SAME"))
             r, u = g[..., :k], g[..., k:]
-            cand = tf.nn.relu(cx[:, i] + tf.nn.conv2d(r * state, wc_h, 1, "SAME"))
+            cand = tf.nn.relu(cx[i] + tf.nn.conv2d(r * state, wc_h, 1, "SAME"))
             state = u * state + (1.0 - u) * cand
             outputs.append(state)
         return tf.stack(outputs, axis=1)  # [B, T, H, W, k]

@@ -11,9 +11,10 @@ Where the XLA boundary sits, per strategy (measured with TF 2.21 / Keras 3.15):
   function) — and every G layer has a synchronised BN. So these strategies run the
   step as a plain `tf.function`, which is what the tests check.
 
-`jit_compile="auto"` picks per device: on for GPU, TPU and CPU single-device runs
-(BENCHMARKS.md: the whole small DVD-GAN step is faster with XLA on this CPU, though
-an isolated Conv3D is not), off for the mirrored strategies.
+`jit_compile="auto"` picks per device from the benchmark: on for GPU and TPU, off on
+a CPU-only machine (BENCHMARKS.md: the default CPU config's step is ~2x slower with
+XLA on the 2-core CI CPU, and compiling costs 30-90 s), off for the mirrored
+strategies.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def resolve_jit_compile(setting, strategy: tf.distribute.Strategy) -> bool:
         return False if strategy.num_replicas_in_sync > 1 else value != "false"
     if kind == "tpu":
         return True
-    return value != "false"
+    if value == "auto":
+        return bool(tf.config.list_logical_devices("GPU"))
+    return value == "true"
 
 
 def set_precision(policy: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dvdgan_tf import runtime, training
+from dvdgan_tf import config_lib, runtime, training
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -58,6 +58,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    config_lib.validate(config)  # again: command-line overrides come after get_config
     strategy = runtime.get_strategy(_STRATEGY.value, _TPU.value)
     logging.info(
         "strategy %s with %d replica(s)", _STRATEGY.value, strategy.num_replicas_in_sync

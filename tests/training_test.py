@@ -1,0 +1,402 @@
+"""Training: hinge losses, a tiny fit, d_steps, EMA, strategies, resume, NaN stop,
+config mismatch, the train CLI."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO
+
+from dvdgan_tf import checkpoints, losses, runtime, training
+from dvdgan_tf.model import DVDGAN
+
+TINY = os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
+
+
+def test_hinge_losses_match_hand_computed():
+    real = tf.constant([2.0, 0.5, -1.0])
+    fake = tf.constant([-2.0, 0.0, 1.5])
+    d = losses.d_hinge_terms(real, fake)
+    # relu(1 - [2, .5, -1]) = [0, .5, 2] -> 2.5/3;  relu(1 + [-2, 0, 1.5]) = [0, 1, 2.5] -> 3.5/3
+    np.testing.assert_allclose(d["real"].numpy(), 2.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(d["fake"].numpy(), 3.5 / 3, rtol=1e-6)
+    # D_T terms on swapped scores: relu(1 - fake) = [3, 1, 0]; relu(1 + real) = [3, 1.5, 0]
+    total = losses.discriminator_loss(real, fake, fake, real)
+    np.testing.assert_allclose(
+        total["d_loss"].numpy(), 2.5 / 3 + 3.5 / 3 + 4 / 3 + 4.5 / 3, rtol=1e-6
+    )
+    g = losses.generator_loss(fake, real)
+    np.testing.assert_allclose(g["g_ds"].numpy(), 0.5 / 3, rtol=1e-6)  # -mean(fake)
+    np.testing.assert_allclose(g["g_dt"].numpy(), -1.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(g["g_loss"].numpy(), -1.0 / 3, rtol=1e-6)
+
+
+def _random_dataset(config, n_batches=2):
+    m, t = config.model, config.train
+    b = t.batch_size * t.d_steps
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1, 1, (n_batches * b, m.num_frames, m.resolution, m.resolution, 3))
+    y = rng.integers(0, m.num_classes, n_batches * b).astype("int32")
+    return (
+        tf.data.Dataset.from_tensor_slices((v.astype("float32"), y)).batch(b).repeat()
+    )
+
+
+def _snapshot(model):
+    return [np.asarray(w.value).copy() for w in model.trainable_weights]
+
+
+def _changed(model, before):
+    return all(
+        not np.allclose(np.asarray(w.value), b)
+        for w, b in zip(model.trainable_weights, before)
+    )
+
+
+def test_tiny_fit_updates_every_network_and_ema(tiny_config):
+    with tiny_config.unlocked():
+        tiny_config.train.d_steps = 2
+        tiny_config.train.ema_start = 2
+    gan = DVDGAN.from_config_dict(tiny_config)
+    g0, ds0, dt0 = (
+        _snapshot(gan.generator),
+        _snapshot(gan.spatial_discriminator),
+        _snapshot(gan.temporal_discriminator),
+    )
+    history = gan.fit(
+        _random_dataset(tiny_config), steps_per_epoch=4, epochs=1, verbose=0
+    )
+    for name, values in history.history.items():
+        assert np.all(np.isfinite(values)), name
+    assert {"d_loss", "g_loss", "ds_real", "dt_fake", "g_grad_norm"} <= set(
+        history.history
+    )
+    assert _changed(gan.generator, g0)
+    assert _changed(gan.spatial_discriminator, ds0)
+    assert _changed(gan.temporal_discriminator, dt0)
+    # d_steps = 2: the D optimizer took twice as many steps as G's.
+    assert int(gan.g_optimizer.iterations.numpy()) == 4
+    assert int(gan.d_optimizer.iterations.numpy()) == 8
+    # Past ema_start the EMA weights trail G's: different, but close.
+    pairs = [
+        (np.asarray(e.value), np.asarray(w.value))
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    assert len(pairs) == len(gan.generator.trainable_weights)
+    assert all(not np.allclose(e, w) for e, w in pairs)
+    assert max(np.abs(e - w).max() for e, w in pairs) < 0.05
+    # Calling the model samples from the EMA generator.
+    z = tf.random.normal([2, tiny_config.model.z_dim], seed=0)
+    y = tf.constant([0, 1])
+    np.testing.assert_array_equal(
+        gan(z, y).numpy(), gan.ema_generator(z, y, training=False).numpy()
+    )
+
+
+def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):
+    with tiny_config.unlocked():
+        tiny_config.train.ema_start = 1
+        tiny_config.train.ema_decay = 0.5
+        tiny_config.train.d_steps = 1
+    gan = DVDGAN.from_config_dict(tiny_config)
+    ds = _random_dataset(tiny_config)
+    gan.fit(
+        ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False
+    )  # step 1: not past the start
+    for e, w in zip(gan.ema_generator.weights, gan.generator.weights):
+        np.testing.assert_array_equal(np.asarray(e.value), np.asarray(w.value))
+    prev_ema = [
+        np.asarray(e.value).copy()
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    gan.fit(
+        ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False
+    )  # step 2: ema = .5 ema + .5 w
+    ema_trainable = [
+        e
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    assert len(ema_trainable) == len(prev_ema)
+    for e, p, w in zip(ema_trainable, prev_ema, gan.generator.trainable_weights):
+        np.testing.assert_allclose(
+            np.asarray(e.value),
+            0.5 * p + 0.5 * np.asarray(w.value),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+@pytest.mark.slow
+def test_xla_train_step_on_one_device(tiny_config):
+    """The single-device setting: the whole step compiled with jit_compile=True."""
+    with tiny_config.unlocked():
+        tiny_config.train.d_steps = 1
+    gan = DVDGAN.from_config_dict(tiny_config, jit_compile=True)
+    g0 = _snapshot(gan.generator)
+    history = gan.fit(
+        _random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0
+    )
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert _changed(gan.generator, g0)
+
+
+def test_jit_compile_resolution_per_strategy():
+    default = tf.distribute.get_strategy()
+    assert runtime.resolve_jit_compile("true", default) is True
+    assert runtime.resolve_jit_compile("false", default) is False
+    # auto: on with a GPU, off on a CPU-only machine (BENCHMARKS.md)
+    assert runtime.resolve_jit_compile("auto", default) is bool(
+        tf.config.list_logical_devices("GPU")
+    )
+    with pytest.raises(ValueError, match="'sometimes'"):
+        runtime.resolve_jit_compile("sometimes", default)
+
+
+def test_strategy_errors_quote_values(monkeypatch):
+    with pytest.raises(ValueError, match="'gpu_farm'"):
+        runtime.get_strategy("gpu_farm")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        runtime.get_strategy("multi_worker")
+    with pytest.raises(RuntimeError, match="--tpu='no-such-tpu'"):
+        runtime.get_strategy("tpu", "no-such-tpu")
+
+
+def _run(args, timeout=300, env=ENV):
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_matches_one_device():
+    out = _run([os.path.join(REPO, "tests/scripts/mirrored_vs_single.py"), TINY])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "replicas 2" in out.stdout
+    diff = float(re.search(r"max_abs_diff=(\S+)", out.stdout).group(1))
+    bias_diff = float(re.search(r"max_bias_diff=(\S+)", out.stdout).group(1))
+    changed = float(re.search(r"changed=(\S+)", out.stdout).group(1))
+    assert changed > 1e-4  # one Adam step moves weights by ~lr = 2e-4
+    assert diff < 2e-5  # kernels, embeddings, BN/SN state: same step on both
+    assert bias_diff < 1e-4  # see the script: pre-BN biases have ~0 gradients
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workdir = str(tmp_path / "wd")
+    procs = []
+    for i in range(2):
+        tf_config = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}}
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.join(REPO, "tests/scripts/multi_worker.py"),
+                    TINY,
+                    workdir,
+                    str(tmp_path / f"w{i}.npz"),
+                ],
+                cwd=REPO,
+                env={**ENV, "TF_CONFIG": tf_config},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+        assert "replicas 2" in stdout
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert int(w0["step"]) == int(w1["step"]) == 4
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    # The chief wrote the checkpoints; the other worker's scratch copy is gone.
+    assert tf.train.latest_checkpoint(checkpoints.checkpoint_dir(workdir)).endswith(
+        "ckpt-4"
+    )
+    assert not os.path.exists(os.path.join(workdir, "tmp", "worker_1"))
+
+
+def _train_cmd(workdir, *overrides):
+    return [
+        "-m",
+        "dvdgan_tf.train",
+        f"--config={TINY}",
+        f"--workdir={workdir}",
+        "--verbose=0",
+        *overrides,
+    ]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
+    workdir = str(tmp_path / "wd")
+    args = _train_cmd(
+        workdir, "--config.train.num_steps=400", "--config.train.checkpoint_every=5"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            latest = (
+                tf.train.latest_checkpoint(ckpt_dir)
+                if os.path.isdir(ckpt_dir)
+                else None
+            )
+            if latest and checkpoints.checkpoint_step(latest) >= 10:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint at step >= 10 within 300 s")
+        proc.send_signal(signal.SIGKILL)  # mid-run, possibly mid-save
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    killed_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
+    assert 10 <= killed_at < 400
+
+    # Rerun the same command with a shorter horizon so the test stays fast.
+    end = killed_at + 6
+    rerun = _run(
+        _train_cmd(
+            workdir,
+            f"--config.train.num_steps={end}",
+            "--config.train.checkpoint_every=5",
+        )
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed = re.search(r"resumed from \S+ckpt-(\d+)", rerun.stderr)
+    assert resumed and int(resumed.group(1)) >= killed_at
+    final = tf.train.latest_checkpoint(ckpt_dir)
+    assert checkpoints.checkpoint_step(final) == end
+    # The final checkpoint restores into a fresh model, with the step counter.
+    config = checkpoints.load_workdir_config(workdir)
+    gan = DVDGAN.from_config_dict(config)
+    checkpoints.make_checkpoint(gan).restore(final).assert_existing_objects_matched()
+    assert int(gan.g_optimizer.iterations.numpy()) == end
+
+
+def _train_in_process(tiny_config, workdir, **train_overrides):
+    with tiny_config.unlocked():
+        for k, v in train_overrides.items():
+            setattr(tiny_config.train, k, v)
+    return training.train(tiny_config, workdir, verbose=0)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
+    tiny_config, tmp_path, monkeypatch
+):
+    workdir = str(tmp_path / "wd")
+    good = _random_dataset(tiny_config)
+
+    def poisoned(strategy, config, global_batch, split="train"):
+        # Three good batches, then videos full of NaN.
+        nan = good.map(lambda v, y: (v * np.float32("nan"), y))
+        return good.take(3).concatenate(nan)
+
+    monkeypatch.setattr(training.data, "distribute_dataset", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 4") as err:
+        _train_in_process(
+            tiny_config, workdir, num_steps=8, checkpoint_every=2, ema_start=100
+        )
+    assert "d_loss" in str(err.value)
+    latest = tf.train.latest_checkpoint(checkpoints.checkpoint_dir(workdir))
+    assert checkpoints.checkpoint_step(latest) == 2  # step 4 was never saved
+    assert str(latest) in str(err.value) or "ckpt-2" in str(err.value)
+    g, _, step = checkpoints.load_ema_generator(workdir)
+    assert step == 2
+    assert all(np.all(np.isfinite(np.asarray(w.value))) for w in g.weights)
+
+
+def test_resume_with_a_different_architecture_is_refused(tiny_config, tmp_path):
+    workdir = str(tmp_path / "wd")
+    _train_in_process(tiny_config, workdir, num_steps=2, checkpoint_every=2)
+    other = tiny_config.copy_and_resolve_references()
+    with other.unlocked():
+        other.model.g_ch = tiny_config.model.g_ch * 2
+    with pytest.raises(ValueError, match=r"model\.g_ch: saved 4 vs now 8"):
+        training.train(other, workdir, verbose=0)
+    # The refused run touched nothing: the checkpoint and config are intact.
+    assert checkpoints.load_workdir_config(workdir).model.g_ch == tiny_config.model.g_ch
+    assert tf.train.latest_checkpoint(checkpoints.checkpoint_dir(workdir)).endswith(
+        "ckpt-2"
+    )
+
+
+def test_train_writes_workdir_layout(tiny_config, tmp_path):
+    workdir = str(tmp_path / "wd")
+    _train_in_process(
+        tiny_config, workdir, num_steps=3, checkpoint_every=2, sample_every=2
+    )
+    assert checkpoints.load_class_names(workdir)[
+        0
+    ] == "square_left" or checkpoints.load_class_names(workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "samples")))[0].startswith("step_")
+    assert os.listdir(os.path.join(workdir, "tb"))
+    steps = sorted(
+        checkpoints.checkpoint_step(p)
+        for p in tf.train.get_checkpoint_state(
+            checkpoints.checkpoint_dir(workdir)
+        ).all_model_checkpoint_paths
+    )
+    assert steps == [2, 3]  # every 2 steps, and where the run ended
+
+
+def test_train_help_lists_every_flag():
+    out = _run(["-m", "dvdgan_tf.train", "--help"], timeout=120)
+    text = out.stdout + out.stderr
+    for flag in ("--config", "--workdir", "--strategy", "--tpu", "--verbose"):
+        assert flag in text, flag
+    for strategy in runtime.STRATEGIES:
+        assert strategy in text
+
+
+def test_train_cli_config_override_and_bad_value(tmp_path):
+    out = _run(
+        _train_cmd(str(tmp_path / "wd"), "--config.train.d_steps=0"), timeout=120
+    )
+    assert out.returncode != 0
+    assert "d_steps" in out.stderr

@@ -49,5 +49,6 @@ setuptools.setup(
             "ipykernel==7.4.0",
         ],
         "notebooks": ["nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+        "report": ["matplotlib==3.10.9"],
     },
 )

@@ -20,8 +20,4 @@ def get_config(arg: str | None = None):
     c.model.num_classes = 600
     c.data.name = "kinetics600"
     c.data.frame_stride = 2
-    if arg == "runlocal":
-        config_lib.runlocal(c)
-    elif arg:
-        raise ValueError(f"unknown config variant {arg!r}; expected 'runlocal' or none")
-    return config_lib.finalize(c)
+    return config_lib.finish(c, arg)

@@ -38,8 +38,4 @@ def get_config(arg: str | None = None):
     c.train.sample_every = 500
     c.eval.num_samples = 600
     c.eval.every = 500
-    if arg == "runlocal":
-        config_lib.runlocal(c)
-    elif arg:
-        raise ValueError(f"unknown config variant {arg!r}; expected 'runlocal' or none")
-    return config_lib.finalize(c)
+    return config_lib.finish(c, arg)

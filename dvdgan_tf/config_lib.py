@@ -151,6 +151,15 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """Applies the variant `arg` (None or "runlocal") and finalises `c`."""
+    if arg == "runlocal":
+        runlocal(c)
+    elif arg:
+        raise ValueError(f"unknown config variant {arg!r}; expected 'runlocal' or none")
+    return finalize(c)
+
+
 def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Fills the channel tables from the resolution, validates and locks `c`."""
     m = c.model

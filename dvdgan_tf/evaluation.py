@@ -334,7 +334,7 @@ def write_results(
         with tf.io.gfile.GFile(path) as f:
             old = json.load(f)
     record = {k: v for k, v in old.items() if k != "metrics"}
-    record.update({"step": step, **(info or {})})
+    record.update({"step": step, "wall_time": time.time(), **(info or {})})
     # Metrics of an earlier evaluation of this step stay unless recomputed.
     record["metrics"] = {
         **old.get("metrics", {}),

@@ -274,3 +274,10 @@ def test_keras_saving_registration_not_needed_for_weights():
         n for n in names if n.startswith(("G_GRU", "G_B"))
     ]
     assert isinstance(g, keras.Model)
+
+
+def test_unknown_config_variant_is_refused():
+    with pytest.raises(ValueError, match="'tiny'"):
+        config_lib.load_config(CONFIGS[0] + ":tiny")
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        config_lib.load_config("configs/nope.py")

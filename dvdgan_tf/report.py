@@ -1,0 +1,98 @@
+"""Learning curves of runs on the built-in dataset: a markdown table and a PNG plot.
+
+  python -m dvdgan_tf.report --workdirs=workdirs/cpu_s0,workdirs/cpu_s1 \
+      --out=docs/learning_curve.png
+
+Reads every `WORKDIR/eval/<step>.json` (written by the evaluation callback, config
+`eval.every`) and plots the built-in metrics against wall time since the run started
+(the `wall_time` of each record minus the run's `config.json` time). Needs matplotlib
+(`pip install -e ".[report]"`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from absl import app, flags
+
+_WORKDIRS = flags.DEFINE_list("workdirs", None, "Run directories to report.")
+_OUT = flags.DEFINE_string("out", "learning_curve.png", "PNG path of the plot.")
+
+KEYS = ("builtin/class_accuracy", "builtin/frechet", "builtin/diversity_ratio")
+
+
+def load_curve(workdir: str) -> list[dict]:
+    """[{step, minutes, metrics...}] sorted by step, for one run."""
+    start = os.path.getmtime(os.path.join(workdir, "config.json"))
+    rows = []
+    for path in glob.glob(os.path.join(workdir, "eval", "*.json")):
+        with open(path) as f:
+            rec = json.load(f)
+        wall = rec.get("wall_time", os.path.getmtime(path))
+        rows.append(
+            {"step": rec["step"], "minutes": (wall - start) / 60, **rec["metrics"]}
+        )
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def markdown_table(curves: dict[str, list[dict]]) -> str:
+    lines = [
+        "| run | step | minutes | class acc. | Fréchet (real-real) | diversity ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in curves.items():
+        for r in rows:
+            lines.append(
+                f"| {name} | {r['step']} | {r['minutes']:.1f} | "
+                f"{r['builtin/class_accuracy']:.3f} | {r['builtin/frechet']:.1f} "
+                f"({r['builtin/frechet_real_real']:.1f}) | {r['builtin/diversity_ratio']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(curves: dict[str, list[dict]], out: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError(
+            "the plot needs matplotlib: pip install -e '.[report]'"
+        ) from e
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, rows in curves.items():
+        minutes = [r["minutes"] for r in rows]
+        for ax, key in zip(axes, KEYS):
+            ax.plot(minutes, [r[key] for r in rows], marker="o", label=name)
+    axes[0].axhline(0.9, color="gray", ls="--", lw=0.8)
+    axes[0].set_ylabel("asked class recognised")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("Fréchet distance (classifier features)")
+    if curves:
+        ref = [r["builtin/frechet_real_real"] for rows in curves.values() for r in rows]
+        axes[1].axhline(2 * sum(ref) / len(ref), color="gray", ls="--", lw=0.8)
+    axes[2].axhline(0.5, color="gray", ls="--", lw=0.8)
+    axes[2].set_ylabel("diversity / real diversity")
+    for ax in axes:
+        ax.set_xlabel("wall time (minutes, 2 CPU cores)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=100)
+
+
+def main(argv):
+    del argv
+    curves = {os.path.basename(w.rstrip("/")): load_curve(w) for w in _WORKDIRS.value}
+    print(markdown_table(curves))
+    plot(curves, _OUT.value)
+    print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("workdirs")
+    app.run(main)

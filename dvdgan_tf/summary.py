@@ -17,10 +17,15 @@ from dvdgan_tf import config_lib, layers
 from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvdgan_tf.generator import Generator
 
-_CONFIGS = flags.DEFINE_list(
-    "configs", None, "Config files (path[:variant]); default: every file in configs/."
-)
-_BLOCKS = flags.DEFINE_bool("blocks", False, "Also print each block's parameters.")
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    """Flags exist only when run as a program, so importing this module is safe."""
+    flags.DEFINE_list(
+        "configs", None, "Config files (path[:variant]); default: every file in configs/."
+    )
+    flags.DEFINE_bool("blocks", False, "Also print each block's parameters.")
 
 
 def num_params(model) -> int:
@@ -47,17 +52,18 @@ def main(argv):
     root = os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
     )
-    specs = _CONFIGS.value or sorted(glob.glob(os.path.join(root, "*.py")))
+    specs = FLAGS.configs or sorted(glob.glob(os.path.join(root, "*.py")))
     print(f"{'config':<48}{'G':>14}{'D_S':>14}{'D_T':>14}")
     for spec in specs:
         models = build_models(config_lib.load_config(spec).model)
         counts = [num_params(m) for m in models]
         print(f"{os.path.basename(spec):<48}" + "".join(f"{c:>14,}" for c in counts))
-        if _BLOCKS.value:
+        if FLAGS.blocks:
             for model in models:
                 for layer in model.layers:
                     print(f"    {layer.name:<20}{num_params(layer):>14,}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -400,3 +400,30 @@ def test_train_cli_config_override_and_bad_value(tmp_path):
     )
     assert out.returncode != 0
     assert "d_steps" in out.stderr
+
+
+def test_mixed_bfloat16_trains_with_float32_weights_and_output(tiny_config):
+    import keras
+
+    with tiny_config.unlocked():
+        tiny_config.runtime.mixed_precision = "bfloat16"
+        tiny_config.train.d_steps = 1
+    try:
+        runtime.set_precision(tiny_config.runtime.mixed_precision)
+        gan = DVDGAN.from_config_dict(tiny_config)
+        assert gan.generator.compute_dtype == "bfloat16"
+        history = gan.fit(
+            _random_dataset(tiny_config),
+            steps_per_epoch=2,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
+        assert all(np.all(np.isfinite(v)) for v in history.history.values())
+        assert gan.generator.embed.kernel.dtype == "float32"  # variables stay float32
+        z = tf.zeros([1, tiny_config.model.z_dim])
+        assert gan(z, tf.constant([0])).dtype == tf.float32  # the video is float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.raises(ValueError, match="'float8'"):
+        runtime.set_precision("float8")

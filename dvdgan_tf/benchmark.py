@@ -375,26 +375,13 @@ def task_train(spec: dict) -> dict:
     return out
 
 
-def _uint8_video(video):
-    """float [-1, 1] -> uint8 [0, 255], as the exported serving signature returns."""
-    import tensorflow as tf
-
-    return tf.cast(tf.clip_by_value(tf.round((video + 1.0) * 127.5), 0, 255), tf.uint8)
-
-
 def _export_path(gan, config, tmp: str):
     """The EMA generator's serving signature: a SavedModel from `dvdgan_tf.export`,
-    reloaded; if that module is unavailable, the same computation as a tf.function.
-    """
+    reloaded (what TF Serving runs)."""
     import tensorflow as tf
 
-    try:
-        from dvdgan_tf import export
-    except ImportError as e:
-        fallback = tf.function(
-            lambda z, y: _uint8_video(gan.ema_generator(z, y, training=False))
-        )
-        return fallback, f"tf.function fallback ({e})"
+    from dvdgan_tf import export
+
     path = export.export_generator(
         gan.ema_generator, os.path.join(tmp, "1"), config.to_json()
     )

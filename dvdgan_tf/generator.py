@@ -15,6 +15,13 @@ and the second changes it to the group's output width (BigGAN's table); upsampli
 is nearest-neighbour (BigGAN); GRU state width = the group's input width; groups
 after the first start from a zero state (DVD-GAN-FP only seeds the first GRU).
 
+Class-embedding scale: e(y) is an SN embedding (SN on every weight layer), so its
+rows have norm <= 1, while |z| ~ sqrt(z_dim) ~ 11. Fed as is, the class would move
+each CBN gain by ~1/sqrt(embed_dim) of what z moves it, and the SN'd (1-Lipschitz)
+CBN linears could never amplify it. So e(y) is multiplied by sqrt(embed_dim), which
+gives class and noise the same scale in [z; e(y)] (BigGAN's G uses an un-normalised
+N(0, 1) embedding, whose rows have that norm too).
+
 Parameter counts for the shipped configs are in the README (printed by
 `python -m dvdgan_tf.summary`).
 """
@@ -162,6 +169,7 @@ class Generator(keras.Model):
         self.bn_epsilon = bn_epsilon
 
         self.ch0 = ch * multipliers[0][0]
+        self.embed_scale = float(embed_dim) ** 0.5  # see the module docstring
         self.embed = layers.SNEmbedding(num_classes, embed_dim, name="G_embed")
         self.linear = layers.SNDense(4 * 4 * self.ch0, name="G_linear")
         bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
@@ -221,7 +229,7 @@ class Generator(keras.Model):
         t = self.num_frames
         z = tf.cast(z, self.compute_dtype)
         cond = tf.concat(
-            [z, self.embed(labels, training=training)], axis=-1
+            [z, self.embed(labels, training=training) * self.embed_scale], axis=-1
         )  # [B, 240]
         b = tf.shape(z)[0]
         x = self.linear(cond, training=training)

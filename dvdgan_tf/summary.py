@@ -23,7 +23,9 @@ FLAGS = flags.FLAGS
 def _define_flags():
     """Flags exist only when run as a program, so importing this module is safe."""
     flags.DEFINE_list(
-        "configs", None, "Config files (path[:variant]); default: every file in configs/."
+        "configs",
+        None,
+        "Config files (path[:variant]); default: every file in configs/.",
     )
     flags.DEFINE_bool("blocks", False, "Also print each block's parameters.")
 

@@ -11,7 +11,8 @@ good checkpoint), and a checkpoint-and-stop on SIGTERM (preemption).
 The step counter is the generator optimizer's iteration count (G steps). The input
 pipeline yields d_steps x (per-replica batch) clips per step: one fresh chunk per D
 update. After a resume the data order is reseeded with the start step, so a
-resumed run does not replay the clips it already saw.
+resumed run does not replay the clips it already saw (for the in-memory built-in
+set this draws a fresh set of clips from the same distribution).
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def train(
         if not callback.nonfinite and callback.step > start:
             callback.save(callback.step)
         if not chief:
-            tf.io.gfile.rmtree(os.path.dirname(manager.directory))
+            tf.io.gfile.rmtree(manager.directory)  # this worker's scratch copy
     if chief and config.train.sample_every > 0:
         callback.write_samples(callback.step)
     return gan

@@ -38,4 +38,5 @@ def get_config(arg: str | None = None):
     c.train.sample_every = 500
     c.eval.num_samples = 600
     c.eval.every = 500
+    c.eval.raw_generator = True  # Also score G itself: shows the EMA's lag.
     return config_lib.finish(c, arg)

@@ -280,11 +280,13 @@ def count_flops(graph) -> dict:
 def _random_batch(config, seed: int = 0):
     import tensorflow as tf
 
+    from dvdgan_tf import config_lib
+
     m, t = config.model, config.train
     n = t.d_steps * t.batch_size
     g = tf.random.Generator.from_seed(seed)
-    shape = [n, m.num_frames, m.resolution, m.resolution, 3]
-    videos = g.uniform(shape, -1.0, 1.0)  # [d_steps*B, T, H, W, 3]
+    shape = [n, config_lib.clip_frames(m), m.resolution, m.resolution, 3]
+    videos = g.uniform(shape, -1.0, 1.0)  # [d_steps*B, C+T, H, W, 3] (C = 0 but FP)
     labels = g.uniform([n], 0, m.num_classes, dtype=tf.int32)  # [d_steps*B]
     return videos, labels
 
@@ -293,14 +295,17 @@ def _forward_flops(gan, config) -> dict:
     """Forward FLOPs (training mode) of G, D_S and D_T, and the analytic step total."""
     import tensorflow as tf
 
+    from dvdgan_tf import config_lib
+
     m, t = config.model, config.train
-    b = t.batch_size
-    video = tf.TensorSpec([b, m.num_frames, m.resolution, m.resolution, 3])
+    b, r, c = t.batch_size, m.resolution, m.conditioning_frames
+    video = tf.TensorSpec([b, config_lib.clip_frames(m), r, r, 3])  # [B, C+T, H, W, 3]
     labels = tf.TensorSpec([b], tf.int32)
     z = tf.TensorSpec([b, m.z_dim])
+    frames = tf.TensorSpec([b, c, r, r, 3]) if c else None  # DVD-GAN-FP's input
     fg = count_flops(
-        tf.function(lambda z, y: gan.generator(z, y, training=True))
-        .get_concrete_function(z, labels)
+        tf.function(lambda z, y, f: gan.generator(z, y, training=True, frames=f))
+        .get_concrete_function(z, labels, frames)
         .graph
     )["total"]
     fds, fdt = (

@@ -32,8 +32,12 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
 
 
+# Model fields renamed since a run could have saved its config: old -> new name.
+_RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
+
+
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run in `workdir` was started with."""
+    """The config a run in `workdir` was started with (renamed fields updated)."""
     path = config_path(workdir)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
@@ -41,7 +45,12 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
             "(train first with `python -m dvdgan_tf.train --workdir=...`)"
         )
     with tf.io.gfile.GFile(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        saved = json.load(f)
+    model = saved.get("model", {})
+    for old, new in _RENAMED_MODEL_FIELDS.items():
+        if old in model:
+            model.setdefault(new, model.pop(old))
+    return ml_collections.ConfigDict(saved)
 
 
 def _as_plain(value):

@@ -81,7 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.bn_momentum = 0.99
     c.model.bn_epsilon = 1e-4
     c.model.sn_epsilon = 1e-4
-    c.model.conditional_frames = 0  # >0: DVD-GAN-FP future prediction.
+    # DVD-GAN-FP (future prediction): C > 0 real frames condition G, which then
+    # generates the num_frames (T) frames that follow; clips are C + T frames long
+    # (`clip_frames`) and both discriminators judge all C + T. 0 = plain generation.
+    c.model.conditioning_frames = 0
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic_actions"  # | "ucf101" | "folder:/path" | other TFDS
@@ -117,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.metrics = "builtin"  # comma list: builtin,fvd,fid,is
     c.eval.every = 0  # >0: evaluation callback every N train steps.
     c.eval.truncation = 0.0  # 0 = no truncation.
+    # The callback also scores the raw (non-EMA) generator, as "raw/<metric>":
+    # shows how far the EMA lags or leads G during a run.
+    c.eval.raw_generator = False
 
     c.runtime = ml_collections.ConfigDict()
     c.runtime.jit_compile = "auto"  # "auto" | "true" | "false"
@@ -130,6 +136,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.runtime.runlocal = True
     c.model.resolution = 16
     c.model.num_frames = min(c.model.num_frames, 4)
+    c.model.conditioning_frames = min(c.model.conditioning_frames, 2)
     c.model.k = min(c.model.k, 2)
     c.model.g_ch = 4
     c.model.d_ch = 4
@@ -149,6 +156,16 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.num_samples = 8
     c.eval.batch_size = 4
     return c
+
+
+def clip_frames(c) -> int:
+    """Frames per real clip: conditioning_frames + num_frames (C + T).
+
+    `c` is a full config or its `model` section. The input pipeline yields clips of
+    this length and both discriminators judge them; G generates the last T.
+    """
+    m = c.model if "model" in c else c
+    return m.conditioning_frames + m.num_frames
 
 
 def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
@@ -202,6 +219,25 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     if m.num_classes < 1:
         raise ValueError(f"model.num_classes must be >= 1; received {m.num_classes!r}")
+    cf = m.conditioning_frames
+    if not isinstance(cf, int) or cf < 0:
+        raise ValueError(
+            "model.conditioning_frames must be an int >= 0 (0 = plain generation); "
+            f"received model.conditioning_frames={cf!r}"
+        )
+    if cf and t.fake_labels != "real":
+        raise ValueError(
+            "DVD-GAN-FP predicts the continuation of a real clip, so its fakes take "
+            "that clip's label: train.fake_labels must be 'real' when "
+            f"model.conditioning_frames={cf}; received {t.fake_labels!r}"
+        )
+    if cf and (t.sample_every > 0 or c.eval.every > 0):
+        raise ValueError(
+            "in-training samples and evaluation of DVD-GAN-FP runs are not "
+            "implemented yet: set train.sample_every=0 and eval.every=0 when "
+            f"model.conditioning_frames={cf}; received train.sample_every="
+            f"{t.sample_every!r}, eval.every={c.eval.every!r}"
+        )
     if m.dt_pool < 1 or r % m.dt_pool:
         raise ValueError(
             f"model.dt_pool must divide the resolution; received dt_pool={m.dt_pool!r}, "

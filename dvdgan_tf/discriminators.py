@@ -17,7 +17,10 @@ hinge loss sums their scores' terms (see `losses.py`).
 Block layout (BigGAN D): the first block is "optimised" (conv-ReLU-conv-pool with a
 pool-conv shortcut, no ReLU before it); the others are ReLU-conv-ReLU-conv-(pool)
 with a conv1x1-(pool) shortcut when the width changes or the block downsamples.
-Every block but the last halves H and W.
+Every block but the last halves H and W (`dblock_stack`, which the DVD-GAN-FP frame
+encoder in `encoder.py` reuses). With model.conditioning_frames = C > 0 both
+discriminators are built for clips of C + T frames: conditioning frames followed by
+predicted ones.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dvdgan_tf import layers
-from dvdgan_tf.generator import check_labels
+from dvdgan_tf import config_lib, layers
+from dvdgan_tf.layers import check_labels
 
 
 def _avg_pool_hw(x: tf.Tensor) -> tf.Tensor:
@@ -98,6 +101,36 @@ class DBlock(keras.layers.Layer):
         }
 
 
+def dblock_stack(
+    ch: int, multipliers, prefix: str, num_blocks: int | None = None, block_rank=None
+) -> list[DBlock]:
+    """BigGAN D's residual stack: block i is `{prefix}_B{i+1}`, ch * multipliers[i] wide.
+
+    The first block is optimised and every block but the table's last halves H and
+    W. `num_blocks` keeps only the first blocks (the DVD-GAN-FP frame encoder);
+    `block_rank(i)` gives each block's rank (default 2).
+    """
+    n = len(multipliers)
+    return [
+        DBlock(
+            ch * m,
+            downsample=i < n - 1,
+            optimized=i == 0,
+            rank=2 if block_rank is None else block_rank(i),
+            name=f"{prefix}_B{i + 1}",
+        )
+        for i, m in enumerate(multipliers[:num_blocks])
+    ]
+
+
+def build_dblock_stack(blocks, shape) -> tuple:
+    """Builds 2-D `blocks` in order from input shape [N, H, W, C]; the output shape."""
+    for block in blocks:
+        block.build(shape)
+        shape = block.compute_output_shape(shape)
+    return shape
+
+
 class _ProjectionHead(keras.layers.Layer):
     """features h [N, C] -> SNDense(h) + <SNEmbedding(y), h>: [N] (projection D)."""
 
@@ -141,15 +174,8 @@ class _BigGANDiscriminator(keras.Model):
         self.num_classes = num_classes
         self.ch = ch
         self.multipliers = multipliers
-        n = len(multipliers)
-        for i, m in enumerate(multipliers):  # attributes, not a list: see Generator
-            block = DBlock(
-                ch * m,
-                downsample=i < n - 1,
-                optimized=i == 0,
-                rank=self._block_rank(i),
-                name=f"{self.prefix}_B{i + 1}",
-            )
+        blocks = dblock_stack(ch, multipliers, self.prefix, block_rank=self._block_rank)
+        for i, block in enumerate(blocks):  # attributes, not a list: see Generator
             setattr(self, f"block{i + 1}", block)
         self.head = _ProjectionHead(num_classes, name=f"{self.prefix}_head")
 
@@ -189,10 +215,7 @@ class SpatialDiscriminator(_BigGANDiscriminator):
 
     def build(self, video_shape, labels_shape=None):
         _, _, h, w, c = video_shape
-        shape = (None, h, w, c)
-        for block in self.blocks:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
+        shape = build_dblock_stack(self.blocks, (None, h, w, c))
         self.head.build((None, shape[-1]))
         self.built = True
 
@@ -230,8 +253,9 @@ class SpatialDiscriminator(_BigGANDiscriminator):
 
     @classmethod
     def from_model_config(cls, m, name: str = "spatial_discriminator"):
-        d = cls(m.num_classes, m.d_ch, m.ds_multipliers, m.num_frames, m.k, name=name)
-        d.build((None, m.num_frames, m.resolution, m.resolution, 3))
+        t = config_lib.clip_frames(m)  # DVD-GAN-FP: conditioning + predicted frames
+        d = cls(m.num_classes, m.d_ch, m.ds_multipliers, t, m.k, name=name)
+        d.build((None, t, m.resolution, m.resolution, 3))
         return d
 
 
@@ -288,5 +312,6 @@ class TemporalDiscriminator(_BigGANDiscriminator):
     @classmethod
     def from_model_config(cls, m, name: str = "temporal_discriminator"):
         d = cls(m.num_classes, m.d_ch, m.dt_multipliers, m.dt_pool, name=name)
-        d.build((None, m.num_frames, m.resolution, m.resolution, 3))
+        t = config_lib.clip_frames(m)  # DVD-GAN-FP: conditioning + predicted frames
+        d.build((None, t, m.resolution, m.resolution, 3))
         return d

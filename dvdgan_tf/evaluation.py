@@ -97,6 +97,9 @@ def sample_videos(
 def real_videos(config, num: int, batch_size: int = 16) -> np.ndarray:
     """`num` real clips float32 [num, T, H, W, 3] in [-1, 1] of the run's dataset.
 
+    T is the pipeline's clip length, `config_lib.clip_frames(config)`: for
+    DVD-GAN-FP the conditioning frames followed by the frames to predict.
+
     The "test" split if it has `num` clips, else "train"; fewer only when the
     dataset is smaller (logged).
     """
@@ -400,11 +403,19 @@ class EvaluationCallback(keras.callbacks.Callback):
     The step is `model.g_optimizer.iterations` (as in training); samples come
     from `model.ema_generator`. Writes WORKDIR/eval/<step>.json and scalars under
     WORKDIR/tb/eval. `evaluator_kwargs` go to `Evaluator` (default metrics:
-    builtin). Non-chief workers (chief=False) do nothing.
+    builtin). Non-chief workers (chief=False) do nothing. With
+    `raw_generator=True` the raw generator `model.generator` is scored too, under
+    "raw/<metric>" (same z and labels as the EMA generator).
     """
 
     def __init__(
-        self, every_steps: int, workdir: str, config, chief: bool = True, **kwargs
+        self,
+        every_steps: int,
+        workdir: str,
+        config,
+        chief: bool = True,
+        raw_generator: bool = False,
+        **kwargs,
     ):
         super().__init__()
         if every_steps < 1:
@@ -412,6 +423,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.every_steps = every_steps
         self.workdir = workdir
         self.chief = chief
+        self.raw_generator = raw_generator
         self.evaluator = Evaluator(config, **kwargs) if chief else None
         self.last_step = None
         self.writer = None
@@ -439,6 +451,9 @@ class EvaluationCallback(keras.callbacks.Callback):
             )
         start = time.time()
         results = self.evaluator(self.model.ema_generator)
+        if self.raw_generator:
+            raw = self.evaluator(self.model.generator)
+            results.update({f"raw/{k}": v for k, v in raw.items()})
         info = {
             "checkpoint": None,  # In-training EMA weights.
             "num_samples": self.evaluator.num_samples,

@@ -8,6 +8,11 @@
         G_B(2i):   residual block, H, W doubled    } CBN fed by cond
     BN -> ReLU -> SN conv3x3 -> 3 channels -> tanh: video [B, T, R, R, 3] in [-1, 1]
 
+DVD-GAN-FP (future prediction, paper v2 section 4.2): with conditioning_frames = C > 0
+G owns a `frame_encoder` (encoder.py) and takes `frames` [B, C, R, R, 3], the first C
+frames of a real clip; the encoder's output is the first GRU's initial state and G
+returns the T frames that follow (not the C it was given).
+
 Residual block (BigGAN G block): CBN-ReLU-(upsample)-conv3x3-CBN-ReLU-conv3x3, plus a
 (upsample)-conv1x1 shortcut when the width changes or the block upsamples. Choices
 where the paper is silent: the first block of a group keeps the group's input width
@@ -32,21 +37,7 @@ import keras
 import tensorflow as tf
 
 from dvdgan_tf import layers
-
-
-def check_labels(labels, num_classes: int) -> None:
-    """In eager mode, raises ValueError quoting any label outside [0, num_classes)."""
-    if not tf.executing_eagerly():
-        return
-    y = tf.convert_to_tensor(labels)
-    if y.shape.rank != 1:
-        raise ValueError(f"labels must be a vector [B]; received shape {y.shape}")
-    bad = tf.boolean_mask(y, (y < 0) | (y >= num_classes)).numpy()
-    if bad.size:
-        raise ValueError(
-            f"labels must be in [0, {num_classes}); received out-of-range labels "
-            f"{bad.tolist()[:8]}"
-        )
+from dvdgan_tf.encoder import FrameEncoder
 
 
 class GBlock(keras.layers.Layer):
@@ -121,7 +112,12 @@ class GBlock(keras.layers.Layer):
 
 
 class Generator(keras.Model):
-    """(z [B, z_dim], labels int [B]) -> video float32 [B, T, R, R, 3] in [-1, 1]."""
+    """(z [B, z_dim], labels int [B]) -> video float32 [B, T, R, R, 3] in [-1, 1].
+
+    With `conditioning_frames` C > 0 (DVD-GAN-FP) also `frames` [B, C, R, R, 3];
+    `encoder_ch` and `encoder_multipliers` are D_S's width and table, which the frame
+    encoder copies (unused when C = 0).
+    """
 
     def __init__(
         self,
@@ -135,6 +131,9 @@ class Generator(keras.Model):
         gru_kernel: int = 3,
         bn_momentum: float = 0.99,
         bn_epsilon: float = 1e-4,
+        conditioning_frames: int = 0,
+        encoder_ch: int | None = None,
+        encoder_multipliers=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -167,6 +166,24 @@ class Generator(keras.Model):
         self.gru_kernel = gru_kernel
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
+        if conditioning_frames < 0:
+            raise ValueError(
+                "conditioning_frames must be >= 0; received "
+                f"conditioning_frames={conditioning_frames!r}"
+            )
+        if conditioning_frames and (encoder_ch is None or not encoder_multipliers):
+            raise ValueError(
+                "conditioning_frames > 0 needs the frame encoder's encoder_ch and "
+                f"encoder_multipliers; received encoder_ch={encoder_ch!r}, "
+                f"encoder_multipliers={encoder_multipliers!r}"
+            )
+        self.conditioning_frames = conditioning_frames
+        self.encoder_ch = encoder_ch
+        self.encoder_multipliers = (
+            None
+            if encoder_multipliers is None
+            else tuple(int(m) for m in encoder_multipliers)
+        )
 
         self.ch0 = ch * multipliers[0][0]
         self.embed_scale = float(embed_dim) ** 0.5  # see the module docstring
@@ -196,6 +213,16 @@ class Generator(keras.Model):
         )
         self.out_conv = layers.SNConv2D(3, 3, name="G_out_conv")
         self.state_shape = (4, 4, self.ch0)  # First GRU's state [H, W, C] (for -FP).
+        self.frame_encoder = None
+        if conditioning_frames:  # A plain attribute (see above), so it is checkpointed.
+            self.frame_encoder = FrameEncoder(
+                conditioning_frames,
+                resolution,
+                encoder_ch,
+                self.encoder_multipliers,
+                self.ch0,
+                name="G_frame_encoder",
+            )
 
     @property
     def grus(self) -> list[layers.ConvGRU]:
@@ -221,11 +248,55 @@ class Generator(keras.Model):
             r, c_prev = 2 * r, c_out
         self.out_bn.build((b, r, r, c_prev))
         self.out_conv.build((b, r, r, c_prev))
+        if self.frame_encoder is not None:
+            self.frame_encoder.build(self.frames_shape)
         self.built = True
 
-    def call(self, z, labels, training=False, initial_state=None):
-        """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0]."""
-        check_labels(labels, self.num_classes)
+    @property
+    def frames_shape(self) -> tuple:
+        """Shape of `frames` for DVD-GAN-FP: (None, C, R, R, 3)."""
+        r = self.resolution
+        return (None, self.conditioning_frames, r, r, 3)
+
+    def _initial_state(self, frames, initial_state, training):
+        """The first GRU's state from `frames` (DVD-GAN-FP) or `initial_state`."""
+        frames = None if frames is None else tf.convert_to_tensor(frames)
+        if self.frame_encoder is None:
+            if frames is not None:
+                raise ValueError(
+                    "this generator has conditioning_frames=0 and takes no frames; "
+                    f"received frames of shape {tuple(frames.shape)}"
+                )
+            return initial_state
+        expected = "[B, {}, {}, {}, 3]".format(*self.frames_shape[1:4])
+        if frames is None:
+            raise ValueError(
+                f"this generator predicts from {self.conditioning_frames} conditioning "
+                f"frames: frames of shape {expected} are required; received None"
+            )
+        if initial_state is not None:
+            raise ValueError(
+                "pass frames or initial_state, not both: in DVD-GAN-FP the frames set "
+                "the initial state"
+            )
+        if frames.shape.rank != 5 or not all(
+            d is None or d == e for d, e in zip(frames.shape[1:], self.frames_shape[1:])
+        ):
+            raise ValueError(
+                f"frames must have shape {expected} (B, C, H, W, 3); received shape "
+                f"{tuple(frames.shape)}"
+            )
+        return self.frame_encoder(frames, training=training)  # [B, 4, 4, ch0]
+
+    def call(self, z, labels, training=False, initial_state=None, frames=None):
+        """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0].
+
+        frames: DVD-GAN-FP only (and then required): float32 [B, C, R, R, 3] in
+        [-1, 1], the conditioning frames, encoded into the initial state. Returns
+        the T generated frames [B, T, R, R, 3] in [-1, 1].
+        """
+        layers.check_labels(labels, self.num_classes)
+        initial_state = self._initial_state(frames, initial_state, training)
         t = self.num_frames
         z = tf.cast(z, self.compute_dtype)
         cond = tf.concat(
@@ -267,6 +338,9 @@ class Generator(keras.Model):
             "gru_kernel": self.gru_kernel,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "conditioning_frames": self.conditioning_frames,
+            "encoder_ch": self.encoder_ch,
+            "encoder_multipliers": self.encoder_multipliers,
         }
 
     @classmethod
@@ -283,6 +357,9 @@ class Generator(keras.Model):
             gru_kernel=m.gru_kernel,
             bn_momentum=m.bn_momentum,
             bn_epsilon=m.bn_epsilon,
+            conditioning_frames=m.conditioning_frames,
+            encoder_ch=m.d_ch,
+            encoder_multipliers=m.ds_multipliers,
             name=name,
         )
         g.build()

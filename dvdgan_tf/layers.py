@@ -130,6 +130,21 @@ class SNDense(_SpectralNorm):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias}
 
 
+def check_labels(labels, num_classes: int) -> None:
+    """In eager mode, raises ValueError quoting any label outside [0, num_classes)."""
+    if not tf.executing_eagerly():
+        return
+    y = tf.convert_to_tensor(labels)
+    if y.shape.rank != 1:
+        raise ValueError(f"labels must be a vector [B]; received shape {y.shape}")
+    bad = tf.boolean_mask(y, (y < 0) | (y >= num_classes)).numpy()
+    if bad.size:
+        raise ValueError(
+            f"labels must be in [0, {num_classes}); received out-of-range labels "
+            f"{bad.tolist()[:8]}"
+        )
+
+
 class SNEmbedding(_SpectralNorm):
     """Spectrally normalised class embedding: int [B] -> [B, output_dim].
 

@@ -7,12 +7,20 @@
      summed hinge loss of D_S and D_T;
   3. one generator update on -(mean D_S(G(z)) + mean D_T(G(z)));
   4. the EMA of G's weights (paper: decay 0.9999 from step 20k), kept in
-     `ema_generator`, which sampling and export use;
+     `ema_generator`, which sampling and export use; its BatchNorm statistics
+     come from its own forward pass (see `_update_ema`);
   5. metrics: every loss term, gradient norms, mean spectral norms.
 
 Fake class ids: by default the real batch's labels (`fake_labels="real"`), so G is
 trained on the data's class distribution and D compares real and fake of the same
 classes in each batch; `"uniform"` samples them uniformly instead.
+
+DVD-GAN-FP (model.conditioning_frames = C > 0, paper v2 section 4.2): real clips
+are C + T frames long; G sees the first C frames of a real clip (`frames=`) and
+generates the T that follow, and the fake clip is those C real frames followed by
+G's T, so both discriminators judge C + T frames, real and fake alike, and with
+them the continuity from the conditioning frames; same hinge loss. Fakes take the
+conditioning clip's label (fake_labels must be "real").
 
 Under a tf.distribute strategy losses are scaled by 1/num_replicas_in_sync before
 the gradient (the optimizers sum gradients across replicas); logged values are
@@ -71,6 +79,7 @@ class DVDGAN(keras.Model):
         self.temporal_discriminator = TemporalDiscriminator.from_model_config(m)
         self.z_dim = m.z_dim
         self.num_classes = m.num_classes
+        self.conditioning_frames = m.conditioning_frames  # C; 0 = plain generation
         self.built = True
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _METRICS}
 
@@ -101,6 +110,11 @@ class DVDGAN(keras.Model):
         if fake_labels not in ("real", "uniform"):
             raise ValueError(
                 f"fake_labels must be 'real' or 'uniform'; received {fake_labels!r}"
+            )
+        if self.conditioning_frames and fake_labels != "real":
+            raise ValueError(
+                "DVD-GAN-FP fakes continue real clips and take their labels: "
+                f"fake_labels must be 'real'; received {fake_labels!r}"
             )
         super().compile(**kwargs)
         # Keras 3.15 averages a step's logs across workers with
@@ -133,8 +147,9 @@ class DVDGAN(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
-    def call(self, z, labels, training=False):
-        return self.ema_generator(z, labels, training=False)
+    def call(self, z, labels, training=False, frames=None):
+        """frames: DVD-GAN-FP's conditioning frames [B, C, H, W, 3] (see Generator)."""
+        return self.ema_generator(z, labels, training=False, frames=frames)
 
     def copy_generator_to_ema(self):
         for ema, w in zip(self.ema_generator.weights, self.generator.weights):
@@ -150,10 +165,22 @@ class DVDGAN(keras.Model):
         """z ~ N(0, I): float32 [B, z_dim] (this replica's share of the batch)."""
         return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
 
+    def conditioning(self, real):
+        """DVD-GAN-FP: real clips [B, C+T, H, W, 3] -> their first C frames; else None."""
+        c = self.conditioning_frames
+        return real[:, :c] if c else None  # [B, C, H, W, 3]
+
+    def _fake(self, z, labels, cond):
+        """G's clips (training mode): [B, T, H, W, 3], or [B, C+T, ...] after `cond`."""
+        video = self.generator(z, labels, training=True, frames=cond)  # [B, T, H, W, 3]
+        if cond is None:
+            return video
+        return tf.concat([cond, video], axis=1)  # [B, C+T, H, W, 3]: real C, then G's
+
     def _d_step(self, real, labels):
         z = self.sample_noise(tf.shape(real)[0])
         fake_y = self._fake_labels(labels)
-        fake = self.generator(z, fake_y, training=True)  # G's BN stats follow training
+        fake = self._fake(z, fake_y, self.conditioning(real))  # G's BN stats update
         fake = tf.stop_gradient(fake)
         with tf.GradientTape() as tape:
             ds, dt = self.spatial_discriminator, self.temporal_discriminator
@@ -181,11 +208,10 @@ class DVDGAN(keras.Model):
             seed=self.seed_generator,
         )
 
-    def _g_step(self, labels):
-        z = self.sample_noise(tf.shape(labels)[0])
+    def _g_step(self, labels, z, cond=None):
         fake_y = self._fake_labels(labels)
         with tf.GradientTape() as tape:
-            fake = self.generator(z, fake_y, training=True)
+            fake = self._fake(z, fake_y, cond)
             terms = losses.generator_loss(
                 self.spatial_discriminator(fake, fake_y, training=True),
                 self.temporal_discriminator(fake, fake_y, training=True),
@@ -195,10 +221,19 @@ class DVDGAN(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.g_optimizer.apply_gradients(zip(grads, variables))
         terms["g_grad_norm"] = tf.linalg.global_norm(grads)
-        return terms
+        return terms, fake_y
 
-    def _update_ema(self):
-        """ema = d * ema + (1 - d) * w, with d = 0 (a plain copy) before ema_start."""
+    def _update_ema(self, z, labels, frames=None):
+        """ema = d * ema + (1 - d) * w, with d = 0 (a plain copy) before ema_start.
+
+        Only trainable weights are averaged. The EMA generator's BatchNorm moving
+        statistics and spectral-norm vectors are its own: one training-mode forward
+        of the EMA generator per step (on the G step's z and labels) updates them
+        from the averaged weights. Copying G's statistics instead pairs averaged
+        weights with another network's activation statistics, which measurably
+        spoils EMA samples early in a run (BENCHMARKS.md); BigGAN recomputes
+        "standing statistics" for the same reason. Cost: one G forward per step.
+        """
         step = tf.cast(self.g_optimizer.iterations, tf.float32)  # G steps done
         decay = tf.where(step > float(self.ema_start), self.ema_decay, 0.0)
         for ema, w in zip(self.ema_generator.weights, self.generator.weights):
@@ -207,12 +242,11 @@ class DVDGAN(keras.Model):
                 ema.assign(
                     decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val
                 )
-            else:  # BN moving statistics and SN state: copied
-                ema.assign(w.value)
+        self.ema_generator(z, labels, training=True, frames=frames)  # statistics only
 
     def train_step(self, data):
         # 1. Data: d_steps x B real clips, split into one chunk per D step.
-        videos, labels = data  # [d_steps*B, T, H, W, 3], [d_steps*B]
+        videos, labels = data  # [d_steps*B, C+T, H, W, 3], [d_steps*B]
         labels = tf.cast(labels, tf.int32)
         n = videos.shape[0]
         if n is not None and n % self.d_steps:
@@ -222,15 +256,17 @@ class DVDGAN(keras.Model):
             )
         real_chunks = tf.split(
             videos, self.d_steps, axis=0
-        )  # d_steps x [B, T, H, W, 3]
+        )  # d_steps x [B, C+T, H, W, 3]
         label_chunks = tf.split(labels, self.d_steps, axis=0)  # d_steps x [B]
         # 2. Discriminator updates, each on fresh real data and fresh fakes.
         for real, y in zip(real_chunks, label_chunks):
             d_terms = self._d_step(real, y)
-        # 3. One generator update (labels of the last chunk).
-        g_terms = self._g_step(label_chunks[-1])
-        # 4. EMA of G's weights.
-        self._update_ema()
+        # 3. One generator update (labels, and FP's conditioning, of the last chunk).
+        z = self.sample_noise(tf.shape(label_chunks[-1])[0])  # [B, z_dim]
+        cond = self.conditioning(real_chunks[-1])  # [B, C, H, W, 3] or None
+        g_terms, fake_y = self._g_step(label_chunks[-1], z, cond)
+        # 4. EMA of G's weights, then of its BN statistics.
+        self._update_ema(z, fake_y, cond)
         # 5. Metrics (unscaled, this replica's last D step and the G step).
         logs = {**d_terms, **g_terms}
         logs["g_sigma"] = _sigma_mean(self.generator)

@@ -246,7 +246,15 @@ def train(
     if config.eval.every > 0:
         from dvdgan_tf.evaluation import EvaluationCallback
 
-        callbacks.append(EvaluationCallback(config.eval.every, workdir, config, chief))
+        callbacks.append(
+            EvaluationCallback(
+                config.eval.every,
+                workdir,
+                config,
+                chief,
+                raw_generator=config.eval.get("raw_generator", False),
+            )
+        )
     spe = config.train.steps_per_execution
     try:
         gan.fit(

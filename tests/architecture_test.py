@@ -28,10 +28,14 @@ def test_generator_shape_and_range_per_config(spec):
     g, ds, dt = _models(m)
     z = tf.random.normal([2, m.z_dim], seed=1)
     y = tf.constant([0, m.num_classes - 1])
-    video = g(z, y, training=True)
+    c, r = m.conditioning_frames, m.resolution
+    frames = tf.random.uniform([2, c, r, r, 3], -1, 1, seed=2) if c else None
+    video = g(z, y, training=True, frames=frames)
     assert video.shape == (2, m.num_frames, m.resolution, m.resolution, 3)
     assert video.dtype == tf.float32
     assert float(tf.reduce_min(video)) >= -1.0 and float(tf.reduce_max(video)) <= 1.0
+    if c:  # DVD-GAN-FP: the discriminators judge conditioning + predicted frames
+        video = tf.concat([frames, video], axis=1)
     assert ds(video, y, training=True).shape == (2,)
     assert dt(video, y, training=True).shape == (2,)
 
@@ -185,13 +189,17 @@ def test_keras_weights_file_round_trip(models, tmp_path):
 
 # Trainable parameters per shipped config; `python -m dvdgan_tf.summary` prints them.
 # (Check: D_S at 128x128 with ch=96 is 87.4M, BigGAN's D at 128 is 88.0M with 1000 classes.)
+# DVD-GAN-FP configs: G includes its frame encoder (D_S's stack + a 1x1 conv).
 EXPECTED_PARAMS = {
+    "bair_fp_64x16.py": (519_877_659, 43_965_985, 17_584_513),
     "kinetics600_128x12.py": (476_869_635, 87_356_449, 46_052_449),
     "kinetics600_128x48.py": (476_869_635, 87_356_449, 46_052_449),
     "kinetics600_256x12.py": (532_030_467, 98_565_409, 88_522_849),
     "kinetics600_64x12.py": (473_625_795, 44_886_049, 17_814_529),
     "kinetics600_64x48.py": (473_625_795, 44_886_049, 17_814_529),
+    "kinetics600_fp_64x16.py": (529_386_723, 44_886_049, 17_814_529),
     "synthetic_actions_cpu.py": (1_313_667, 269_697, 416_321),
+    "synthetic_actions_fp_cpu.py": (1_598_979, 269_697, 416_321),
     "ucf101_128x16.py": (476_809_755, 86_589_985, 45_285_985),
 }
 

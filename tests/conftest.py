@@ -15,6 +15,16 @@ CONFIGS = sorted(
 )
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same Python, numpy and TF/Keras seeds: weight
+    initialisation is then reproducible, so a test cannot pass or fail by chance
+    (e.g. a freshly initialised D whose hinge terms all start saturated)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture
 def tiny_config():
     """The default CPU config's runlocal variant (16x16, 4 frames), unlocked copy."""

@@ -202,8 +202,9 @@ def test_real_videos_from_dataset():
 class _StubGAN:
     """What the callback reads from the DVDGAN model."""
 
-    def __init__(self, generator):
+    def __init__(self, generator, raw=None):
         self.ema_generator = generator
+        self.generator = raw
         self.g_optimizer = type("Opt", (), {"iterations": tf.Variable(0, tf.int64)})
 
 
@@ -227,6 +228,18 @@ def test_evaluation_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     assert _read_scalars(os.path.join(workdir, "tb", "eval"))["builtin/frechet"][0] == 6
     with pytest.raises(ValueError, match="every_steps must be >= 1; received 0"):
         evaluation.EvaluationCallback(0, workdir, config)
+
+    # raw_generator=True scores model.generator too, on the same z and labels:
+    # with the EMA generator standing in as "raw", both sets of numbers agree.
+    workdir = str(tmp_path / "w_raw")
+    callback = evaluation.EvaluationCallback(
+        1, workdir, config, raw_generator=True, num_samples=12
+    )
+    callback.set_model(_StubGAN(generator, raw=generator))
+    results = callback.evaluate(1)
+    assert set(results) == BUILTIN_KEYS | {f"raw/{k}" for k in BUILTIN_KEYS}
+    for k in BUILTIN_KEYS:
+        assert results[f"raw/{k}"] == pytest.approx(results[k], nan_ok=True)
 
 
 # ---------------------------------------------------------------- the command

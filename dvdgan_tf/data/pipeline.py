@@ -1,7 +1,9 @@
 """The input pipeline shared by every video source (issue 4, items 2, 4 and 5).
 
 `build_dataset(config, split, batch_size)` yields `(video, label)` batches:
-video float32 [B, T, H, W, 3] in [-1, 1] (T = model.num_frames, H = W =
+video float32 [B, T, H, W, 3] in [-1, 1] (T = `config_lib.clip_frames(config)`:
+model.num_frames, plus model.conditioning_frames for DVD-GAN-FP, whose clips hold
+the conditioning frames followed by the frames to predict; H = W =
 model.resolution), label int32 [B]; static shapes (drop_remainder=True) for XLA/TPU.
 
 Sources, picked by `config.data.name`:
@@ -14,7 +16,8 @@ Sources, picked by `config.data.name`:
   "tfds:synthetic_actions"   the prepared TFDS builder (64x64x16, 12k train; built
                              offline on first use, ~1-2 min), resized and cropped.
   "ucf101[/config]"          TFDS `ucf101` (default config ucf101_1_256), 101 classes.
-  "bair_robot_pushing_small" TFDS BAIR (image_main, 30 frames); unlabelled: label 0.
+  "bair_robot_pushing_small" TFDS BAIR (image_main, 30 frames); unlabelled: label 0
+                             (one class; configs set model.num_classes = 1).
   "kinetics600"              TFDS has no Kinetics builder: a folder of clips at
                              <data_dir>/kinetics600/<split>/<class>/*.mp4.
   "folder:/path"             /path/<class>/*.mp4 (see `folder`); every split reads
@@ -42,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dvdgan_tf import config_lib
 from dvdgan_tf.data import folder as folder_lib
 from dvdgan_tf.data import synthetic
 
@@ -106,7 +110,7 @@ def _default_data_dir(config) -> str:
 
 def _frames_needed(config) -> int:
     """Frames a clip must have for one window of T frames at the stride."""
-    t, stride = config.model.num_frames, config.data.frame_stride
+    t, stride = config_lib.clip_frames(config), config.data.frame_stride
     if stride < 1:
         raise ValueError(f"data.frame_stride must be >= 1; received {stride!r}")
     return (t - 1) * stride + 1
@@ -253,7 +257,8 @@ def num_examples(config, split: str = "train") -> int:
 
 def _synthetic_dataset(config, split, batch_size, input_context, repeat, shuffle):
     n, stream = _synthetic_split(config, split)
-    t, r, seed = config.model.num_frames, config.model.resolution, config.data.seed
+    t, r = config_lib.clip_frames(config), config.model.resolution
+    seed = config.data.seed
     ds = tf.data.Dataset.range(n)
     if input_context is not None:
         ds = ds.shard(
@@ -330,7 +335,7 @@ def resize_and_crop(video, resolution: int, random_crop: bool, seed=None):
 
 
 def _tfds_dataset(source, config, split, batch_size, input_context, repeat, shuffle):
-    t, r = config.model.num_frames, config.model.resolution
+    t, r = config_lib.clip_frames(config), config.model.resolution
     stride, seed = config.data.frame_stride, config.data.seed
     _frames_needed(config)  # Validates the stride.
     tfds_split = source.tfds_split or split

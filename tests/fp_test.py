@@ -1,0 +1,230 @@
+"""DVD-GAN-FP (future prediction): the frame encoder, the conditioned generator, the
+train step on C + T frame clips, the configs and pipeline, and the train CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO
+from training_test import _run
+
+from dvdgan_tf import checkpoints, config_lib, data, losses
+from dvdgan_tf.discriminators import SpatialDiscriminator
+from dvdgan_tf.encoder import FrameEncoder, encoder_num_blocks
+from dvdgan_tf.generator import Generator
+from dvdgan_tf.model import DVDGAN
+
+FP_TINY = os.path.join(REPO, "configs/synthetic_actions_fp_cpu.py:runlocal")
+
+
+@pytest.fixture
+def fp_config():
+    """The built-in FP config's runlocal variant: 16x16, 2 frames in, 4 predicted."""
+    return config_lib.load_config(FP_TINY)
+
+
+@pytest.fixture
+def fp_generator(fp_config):
+    return Generator.from_model_config(fp_config.model)
+
+
+def _inputs(m, b=2, seed=0):
+    """z [B, z_dim], labels [B], conditioning frames [B, C, R, R, 3] in [-1, 1]."""
+    z = tf.random.normal([b, m.z_dim], seed=seed)
+    y = tf.constant(np.arange(b) % m.num_classes, tf.int32)
+    r = m.resolution
+    frames = tf.random.uniform(
+        [b, m.conditioning_frames, r, r, 3], -1.0, 1.0, seed=seed + 1
+    )
+    return z, y, frames
+
+
+def test_config_clip_frames_and_validation(fp_config):
+    m = fp_config.model
+    assert (m.conditioning_frames, m.num_frames) == (2, 4)
+    assert config_lib.clip_frames(fp_config) == config_lib.clip_frames(m) == 6
+    full = config_lib.load_config(FP_TINY.split(":")[0])
+    assert (full.model.conditioning_frames, full.model.num_frames) == (4, 8)
+    assert config_lib.clip_frames(full) == 12
+    for name, c, t in (("bair_fp_64x16", 1, 15), ("kinetics600_fp_64x16", 5, 11)):
+        m = config_lib.load_config(os.path.join(REPO, f"configs/{name}.py")).model
+        assert (m.resolution, m.conditioning_frames, m.num_frames) == (64, c, t)
+    for overrides, match in (
+        ({"conditioning_frames": -1}, "conditioning_frames=-1"),
+        ({"conditioning_frames": 1, "fake_labels": "uniform"}, "'uniform'"),
+        ({"conditioning_frames": 1, "sample_every": 5}, "sample_every=5"),
+    ):
+        bad = config_lib.base_config()
+        bad.train.sample_every = 0
+        for key, value in overrides.items():
+            section = bad.model if key == "conditioning_frames" else bad.train
+            setattr(section, key, value)
+        with pytest.raises(ValueError, match=match):
+            config_lib.finalize(bad)
+
+
+def test_pipeline_yields_conditioning_plus_predicted_frames(fp_config):
+    video, label = next(iter(data.build_dataset(fp_config, "train", 2)))
+    assert video.shape == (2, 6, 16, 16, 3)  # C + T frames
+    assert label.shape == (2,)
+
+
+def test_encoder_is_ds_architecture_and_outputs_the_gru_state(fp_config, fp_generator):
+    m, g = fp_config.model, fp_generator
+    enc = g.frame_encoder
+    assert isinstance(enc, FrameEncoder)
+    ds = SpatialDiscriminator.from_model_config(m)
+    assert ds.num_frames == 6  # D_S judges C + T frames
+    # Same residual stack as D_S (D_S ends at 4x4), its own weights.
+    assert [b.name for b in enc.blocks] == ["FE_B1", "FE_B2", "FE_B3"]
+    assert [tuple(w.shape) for b in enc.blocks for w in b.trainable_weights] == [
+        tuple(w.shape) for b in ds.blocks for w in b.trainable_weights
+    ]
+    z, y, frames = _inputs(m, b=3)
+    state = enc(frames)
+    assert state.shape == (3, *g.state_shape)  # [B, 4, 4, ch0]
+    assert g(z, y, frames=frames).shape == (3, m.num_frames, 16, 16, 3)
+    # Where D_S's stack would end below 4x4 only the blocks down to 4x4 are kept.
+    assert encoder_num_blocks(16, (1, 2, 2)) == 3
+    assert encoder_num_blocks(16, (1, 2, 2, 4)) == 2
+    with pytest.raises(ValueError, match=r"multipliers=\(1, 2\)"):
+        encoder_num_blocks(16, (1, 2))
+
+
+def test_different_conditioning_clips_give_different_predictions(
+    fp_config, fp_generator
+):
+    z, y, frames = _inputs(fp_config.model)
+    a = fp_generator(z, y, frames=frames).numpy()
+    b = fp_generator(z, y, frames=-frames).numpy()
+    assert np.abs(a - b).mean() > 1e-4
+    np.testing.assert_array_equal(a, fp_generator(z, y, frames=frames).numpy())
+
+
+def test_g_loss_gradients_reach_every_encoder_weight(fp_config):
+    gan = DVDGAN(fp_config.model)
+    g = gan.generator
+    weights = g.frame_encoder.trainable_weights
+    z, y, frames = _inputs(fp_config.model)
+
+    @tf.function  # as in train_step (Conv3D's gradient needs a graph)
+    def encoder_grads(z, y, frames):
+        with tf.GradientTape() as tape:
+            fake = tf.concat([frames, g(z, y, training=True, frames=frames)], axis=1)
+            loss = losses.generator_loss(
+                gan.spatial_discriminator(fake, y, training=True),
+                gan.temporal_discriminator(fake, y, training=True),
+            )["g_loss"]
+        return tape.gradient(loss, weights)
+
+    grads = encoder_grads(z, y, frames)
+    # Kernel and bias of: 2 convs in each of 3 blocks, the 1x1 shortcuts of the two
+    # downsampling blocks, the 1x1 reduction.
+    assert len(weights) == 2 * (3 * 2 + 2 + 1)
+    for w, grad in zip(weights, grads):
+        assert grad is not None, w.path
+        assert float(tf.reduce_max(tf.abs(grad))) > 0.0, w.path
+
+
+@pytest.mark.slow
+def test_fp_generator_eager_equals_xla(fp_config, fp_generator):
+    z, y, frames = _inputs(fp_config.model)
+
+    def run(z, y, frames):
+        return fp_generator(z, y, training=False, frames=frames)
+
+    eager = run(z, y, frames).numpy()
+    xla = tf.function(run, jit_compile=True)(z, y, frames).numpy()
+    np.testing.assert_allclose(xla, eager, rtol=1e-3, atol=1e-3)
+
+
+def test_frames_errors_name_expected_and_received_shapes(fp_config, fp_generator):
+    m, g = fp_config.model, fp_generator
+    z, y, frames = _inputs(m)
+    with pytest.raises(ValueError, match=r"\[B, 2, 16, 16, 3\].*received None"):
+        g(z, y)
+    with pytest.raises(
+        ValueError, match=r"\[B, 2, 16, 16, 3\].*received shape \(2, 3, 16, 16, 3\)"
+    ):
+        g(z, y, frames=tf.zeros([2, 3, 16, 16, 3]))
+    with pytest.raises(ValueError, match=r"received shape \(2, 16, 16, 3\)"):
+        g(z, y, frames=tf.zeros([2, 16, 16, 3]))
+    with pytest.raises(ValueError, match="not both"):
+        g(z, y, frames=frames, initial_state=tf.zeros([2, *g.state_shape]))
+    plain = config_lib.load_config(
+        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
+    )
+    g0 = Generator.from_model_config(plain.model)
+    assert g0.frame_encoder is None
+    with pytest.raises(
+        ValueError, match=r"conditioning_frames=0.*received frames of shape"
+    ):
+        g0(z, y, frames=frames)
+
+
+def _snapshot(weights):
+    return [np.asarray(w.value).copy() for w in weights]
+
+
+def _all_changed(weights, before):
+    return all(not np.allclose(np.asarray(w.value), b) for w, b in zip(weights, before))
+
+
+def test_tiny_fp_fit_updates_encoder_and_both_discriminators(fp_config):
+    m, t = fp_config.model, fp_config.train
+    gan = DVDGAN.from_config_dict(fp_config)
+    enc, ema_enc = gan.generator.frame_encoder, gan.ema_generator.frame_encoder
+    nets = (enc, gan.spatial_discriminator, gan.temporal_discriminator)
+    before = [_snapshot(n.trainable_weights) for n in nets]
+    n = 2 * t.batch_size * t.d_steps
+    rng = np.random.default_rng(0)
+    clips = rng.uniform(-1, 1, (n, config_lib.clip_frames(m), 16, 16, 3))
+    labels = rng.integers(0, m.num_classes, n).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((clips.astype("float32"), labels))
+    history = gan.fit(
+        ds.batch(n // 2), epochs=1, steps_per_epoch=2, verbose=0, shuffle=False
+    )
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    for net, b in zip(nets, before):
+        assert _all_changed(net.trainable_weights, b), net.name
+    # The EMA generator carries its own copy of the encoder (a plain copy here:
+    # ema_start is not reached).
+    for e, w in zip(ema_enc.trainable_weights, enc.trainable_weights):
+        np.testing.assert_array_equal(np.asarray(e.value), np.asarray(w.value))
+    with pytest.raises(ValueError, match="fake_labels must be 'real'"):
+        gan.compile(gan.g_optimizer, gan.d_optimizer, fake_labels="uniform")
+
+
+def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
+    saved = json.loads(fp_config.to_json())
+    saved["model"]["conditional_frames"] = saved["model"].pop("conditioning_frames")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = checkpoints.load_workdir_config(str(tmp_path))
+    assert loaded.model.conditioning_frames == 2
+    assert "conditional_frames" not in loaded.model
+    checkpoints.check_resume_compatible(loaded, fp_config)
+
+
+@pytest.mark.slow
+def test_train_cli_then_load_ema_generator(fp_config, tmp_path):
+    workdir = str(tmp_path / "wd")
+    proc = _run(  # training_test's pattern: the train CLI in a subprocess
+        [
+            "-m",
+            "dvdgan_tf.train",
+            f"--config={FP_TINY}",
+            f"--workdir={workdir}",
+            "--verbose=0",
+            "--config.train.num_steps=2",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    g, config, step = checkpoints.load_ema_generator(workdir)
+    assert step == 2 and config.model.conditioning_frames == 2
+    assert isinstance(g.frame_encoder, FrameEncoder)
+    z, y, frames = _inputs(config.model)
+    video = g(z, y, frames=frames)
+    assert video.shape == (2, 4, 16, 16, 3)
+    assert np.isfinite(video.numpy()).all()

@@ -18,8 +18,8 @@ reads the prepared BAIR data):
   python -m dvdgan_tf.train --config=configs/bair_fp_64x16.py:runlocal \\
       --workdir=/tmp/smoke --config.data.data_dir=/path/to/tensorflow_datasets
 
-In-training samples and evaluation of FP runs are not implemented yet
-(train.sample_every = eval.every = 0).
+Samples (real vs predicted), evaluation (FVD of predicted against real
+continuations) and export (`predict` signature): README, "Future prediction".
 """
 
 from dvdgan_tf import config_lib
@@ -34,5 +34,4 @@ def get_config(arg: str | None = None):
     c.data.name = "bair_robot_pushing_small"
     c.data.frame_stride = 1
     c.train.num_steps = 1_000_000  # Paper: up to 1M steps for prediction.
-    c.train.sample_every = 0  # FP samples: coming in the next step.
     return config_lib.finish(c, arg)

@@ -19,8 +19,8 @@ reads the Kinetics folder):
   python -m dvdgan_tf.train --config=configs/kinetics600_fp_64x16.py:runlocal \\
       --workdir=/tmp/smoke --config.data.data_dir=/path/to/data
 
-In-training samples and evaluation of FP runs are not implemented yet
-(train.sample_every = eval.every = 0).
+Samples (real vs predicted), evaluation (FVD of predicted against real
+continuations) and export (`predict` signature): README, "Future prediction".
 """
 
 from dvdgan_tf import config_lib
@@ -35,5 +35,4 @@ def get_config(arg: str | None = None):
     c.data.name = "kinetics600"
     c.data.frame_stride = 1  # Paper: no frame skipping for prediction.
     c.train.num_steps = 1_000_000  # Paper: up to 1M steps for prediction.
-    c.train.sample_every = 0  # FP samples: coming in the next step.
     return config_lib.finish(c, arg)

@@ -33,9 +33,10 @@ measurement's own, XLA caches never leak between runs, and one failure is record
   gradient of D's first conv in the D step, for instance). Cross-check
   (`analytic`): forward FLOPs of G, D_S, D_T counted the same way on forward-only
   graphs, combined by the textbook rule backward = 2x forward:
-      d_steps * (F_G + 6 F_D) + 3 F_G + 2 F_D,   F_D = F_DS + F_DT
+      d_steps * (F_G + 6 F_D) + 3 F_G + 2 F_D + F_G,   F_D = F_DS + F_DT
   (D step: G forward, D forward + backward on real and fake; G step: G forward +
-  backward, D forward + input-gradient only). `tf.compat.v1.profiler`'s
+  backward, D forward + input-gradient only; EMA: one training-mode forward of the
+  EMA generator, which updates its BatchNorm statistics). `tf.compat.v1.profiler`'s
   float_operation() is not used: it registers only forward Conv2D/Conv3D, so it
   misses the backward two thirds of a train step. Achieved GFLOP/s = graph FLOPs /
   median step time; `fraction_of_peak` divides by the matmul peak.
@@ -43,7 +44,8 @@ measurement's own, XLA caches never leak between runs, and one failure is record
   generator) and of the EMA/export path: the EMA generator exported with
   `export.export_generator`, reloaded with `tf.saved_model.load`, and called through
   its `serving_default` signature (uint8 video, input checks included) — exactly
-  what TF Serving runs. Batch = config eval.batch_size, no XLA.
+  what TF Serving runs. Batch = config eval.batch_size, no XLA. DVD-GAN-FP configs
+  also feed random conditioning frames [B, C, H, W, 3] (uint8 to the export).
 - input pipeline: clips/s of `data.build_dataset(config, "train", d_steps*B)` for the
   built-in in-memory dataset and for a folder dataset of 24 small mp4 clips written
   with imageio and cached once by `prepare_folder` (cache time reported apart).
@@ -317,7 +319,9 @@ def _forward_flops(gan, config) -> dict:
         for d in (gan.spatial_discriminator, gan.temporal_discriminator)
     )
     fd = fds + fdt
-    step = t.d_steps * (fg + 6 * fd) + 3 * fg + 2 * fd
+    # D steps; G step (G forward + backward, D forward + input gradient); the EMA
+    # generator's statistics forward (model._update_ema), one more G forward.
+    step = t.d_steps * (fg + 6 * fd) + 3 * fg + 2 * fd + fg
     return {"G": fg, "D_S": fds, "D_T": fdt, "train_step": step}
 
 
@@ -391,30 +395,43 @@ def _export_path(gan, config, tmp: str):
         gan.ema_generator, os.path.join(tmp, "1"), config.to_json()
     )
     serve = tf.saved_model.load(path).signatures["serving_default"]
+    if config.model.conditioning_frames:  # DVD-GAN-FP: uint8 frames in, too.
+        return (
+            lambda z, y, f: serve(label=y, z=z, frames=f)
+        ), "SavedModel serving_default (with frames)"
     return (lambda z, y: serve(label=y, z=z)), "SavedModel serving_default"
 
 
 def task_sample(spec: dict) -> dict:
     import tensorflow as tf
 
+    from dvdgan_tf import export
     from dvdgan_tf.model import DVDGAN
 
     config = load(spec["config"])
     gan = DVDGAN.from_config_dict(config)
-    b = config.eval.batch_size
-    z = tf.random.normal([b, config.model.z_dim])
-    y = tf.random.uniform([b], 0, config.model.num_classes, dtype=tf.int32)
+    m, b = config.model, config.eval.batch_size
+    z = tf.random.normal([b, m.z_dim])
+    y = tf.random.uniform([b], 0, m.num_classes, dtype=tf.int32)
+    args = {"generator": (z, y), "ema_export_uint8": (z, y)}
+    if m.conditioning_frames:  # DVD-GAN-FP predicts from C frames [B, C, H, W, 3].
+        res = m.resolution
+        frames = tf.random.uniform([b, m.conditioning_frames, res, res, 3], -1.0, 1.0)
+        args["generator"] += (frames,)  # float32 in [-1, 1], as G takes them
+        args["ema_export_uint8"] += (export.video_to_uint8(frames),)  # as served
     out = {"batch_size": b}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         export_fn, how = _export_path(gan, config, tmp)
         export_s = time.perf_counter() - t0
         paths = {
-            "generator": tf.function(lambda z, y: gan.generator(z, y, training=False)),
+            "generator": tf.function(
+                lambda z, y, f=None: gan.generator(z, y, training=False, frames=f)
+            ),
             "ema_export_uint8": export_fn,
         }
         for name, fn in paths.items():
-            r = _time_calls(fn, (z, y), spec["warmup"], spec["steps"])
+            r = _time_calls(fn, args[name], spec["warmup"], spec["steps"])
             out[name] = {
                 "videos_per_s": b / r["median_s"],
                 "batch_s": r["median_s"],
@@ -473,10 +490,11 @@ def task_pipeline(spec: dict) -> dict:
         "builtin": _pipeline_rate(builtin, batch, warmup, batches),
     }
     if spec.get("folder", True):
+        from dvdgan_tf import config_lib
         from dvdgan_tf.data import folder
 
         m = config.model
-        frames = (m.num_frames - 1) * config.data.frame_stride + 4
+        frames = (config_lib.clip_frames(m) - 1) * config.data.frame_stride + 4
         with tempfile.TemporaryDirectory() as tmp:
             root, data_dir = os.path.join(tmp, "clips"), os.path.join(tmp, "tfds")
             t0 = time.perf_counter()
@@ -542,7 +560,7 @@ def task_scaling(spec: dict) -> dict:
         row = {"resolution": res, "num_frames": frames, "k": m.k, "batch_size": b}
         for name, fn in _component_fns(gan, config).items():
             args = (z, y) if name == "G" else (video, y)
-            r = _time_calls(fn, args, spec["warmup"], spec["steps"])
+            r = _time_calls(fn, args[name], spec["warmup"], spec["steps"])
             row[f"{name}_s"] = r["median_s"]
         rows.append(row)
     return {"ch": 16, "xla": False, "rows": rows}

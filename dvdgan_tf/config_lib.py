@@ -231,13 +231,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "that clip's label: train.fake_labels must be 'real' when "
             f"model.conditioning_frames={cf}; received {t.fake_labels!r}"
         )
-    if cf and (t.sample_every > 0 or c.eval.every > 0):
-        raise ValueError(
-            "in-training samples and evaluation of DVD-GAN-FP runs are not "
-            "implemented yet: set train.sample_every=0 and eval.every=0 when "
-            f"model.conditioning_frames={cf}; received train.sample_every="
-            f"{t.sample_every!r}, eval.every={c.eval.every!r}"
-        )
     if m.dt_pool < 1 or r % m.dt_pool:
         raise ValueError(
             f"model.dt_pool must divide the resolution; received dt_pool={m.dt_pool!r}, "

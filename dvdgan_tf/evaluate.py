@@ -12,6 +12,16 @@
 Writes DIR/eval/<step>.json and TensorBoard scalars under DIR/tb/eval, and prints
 a table. Defaults (--num_samples, --metrics, --truncation) come from the run's
 config `eval` section. Protocols: `dvdgan_tf/evaluation.py`.
+
+DVD-GAN-FP runs (future prediction) take the same command: G continues
+--num_samples real clips (test split) from their first C frames and the predicted T
+frames are scored against the clips' real continuations (builtin: does the
+continuation keep the conditioning clip's class; fvd: predicted vs real
+continuations, the paper's protocol):
+
+  python -m dvdgan_tf.evaluate --workdir=workdirs/synthetic_actions_fp_cpu
+  python -m dvdgan_tf.evaluate --workdir=runs/bair_fp --metrics=fvd \\
+      --num_samples=256 --i3d_path=/data/i3d-kinetics-400
 """
 
 from __future__ import annotations
@@ -25,7 +35,10 @@ _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "", "Checkpoint name (ckpt-N) or path; default: the latest."
 )
 _NUM_SAMPLES = flags.DEFINE_integer(
-    "num_samples", None, "Generated videos (default: config.eval.num_samples)."
+    "num_samples",
+    None,
+    "Generated videos; DVD-GAN-FP: conditioning clips (default: "
+    "config.eval.num_samples).",
 )
 _METRICS = flags.DEFINE_list(
     "metrics",

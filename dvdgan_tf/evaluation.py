@@ -25,6 +25,25 @@ Real videos for fvd/fid: N clips of the run's dataset via `data.build_dataset`, 
 "test" split when it has N clips, else "train" (no shuffling, no random crops).
 Their embeddings are computed once per `Evaluator`.
 
+Future prediction (DVD-GAN-FP runs, model.conditioning_frames = C > 0; paper v2,
+section 4.2): instead of sampling labels, the Evaluator takes real clips of C + T
+frames (`prediction.dataset_clips`: the test split in order, else train; on the
+built-in set clip i has label i mod K, so the set is class-balanced), conditions G
+on the first C frames of the first N clips (z as above, label = the clip's) and
+scores the T predicted frames against the clips' REAL continuations (last T frames):
+  builtin  `eval.classifier.PredictionMetrics`, same keys and the same classifier
+           (trained for T frames at the run's resolution, as for generation):
+           class_accuracy = predictions classified as their conditioning clip's
+           class; real_accuracy = the same on the real continuations (the ceiling);
+           frechet = predictions vs the continuations of the next N clips (2N clips
+           are read), frechet_real_real = the true continuations vs those, i.e.
+           what a perfect predictor scores; diversity as above.
+  fvd      I3D features of the N predictions vs of the N real continuations of
+           the same clips (the paper's protocol; conditioning frames, identical on
+           both sides, are left out); likewise `fid` per frame. `is` scores the
+           predictions.
+The same z, clips and labels at every evaluation of a run, so steps compare.
+
 Outputs (`write_results`): `WORKDIR/eval/<step>.json` ({"step", "checkpoint",
 "num_samples", "truncation", "seed", "metrics": {key: value}}; metrics of an
 earlier evaluation of the same step are kept unless recomputed; NaN -> null) and
@@ -103,32 +122,9 @@ def real_videos(config, num: int, batch_size: int = 16) -> np.ndarray:
     The "test" split if it has `num` clips, else "train"; fewer only when the
     dataset is smaller (logged).
     """
-    from dvdgan_tf import data
+    from dvdgan_tf import prediction
 
-    batch_size = max(1, min(batch_size, num))
-    videos = []
-    for split in ("test", "train"):
-        try:
-            ds = data.build_dataset(
-                config, split, batch_size, repeat=False, shuffle=False
-            )
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            logging.info("no %r split for real videos (%s)", split, e)
-            continue
-        videos, count = [], 0
-        for video, _ in ds:
-            videos.append(np.asarray(video, np.float32))
-            count += videos[-1].shape[0]
-            if count >= num:
-                break
-        if count >= num:
-            break
-        logging.info("the %r split has %d < %d clips", split, count, num)
-    if not videos:
-        raise ValueError(
-            f"no real videos from data.name={config.data.name!r} for FVD/FID"
-        )
-    real = np.concatenate(videos)[:num]  # [M, T, H, W, 3]
+    real = prediction.dataset_clips(config, num, batch_size).videos  # [M, T, H, W, 3]
     if real.shape[0] < num:
         logging.warning(
             "only %d real clips (asked for %d): Fréchet estimates are biased upwards",
@@ -197,6 +193,8 @@ class Evaluator:
             raise ValueError(f"num_samples must be >= 2; received {self.num_samples}")
         m = config.model
         self.num_classes = m.num_classes
+        self.conditioning_frames = m.get("conditioning_frames", 0)  # C; 0 = plain
+        self._clips = None  # FP: (real clips [M, C+T, H, W, 3], labels [M]).
         if "builtin" in self.metrics:
             if config.data.name not in BUILTIN_DATASETS:
                 raise ValueError(
@@ -222,6 +220,28 @@ class Evaluator:
 
     # ------------------------------------------------------------ real side
 
+    def _fp_clips(self) -> tuple[np.ndarray, np.ndarray]:
+        """DVD-GAN-FP: N (2N with builtin) real clips [M, C+T, H, W, 3] and labels."""
+        if self._clips is None:
+            from dvdgan_tf import prediction
+
+            num = self.num_samples * (2 if "builtin" in self.metrics else 1)
+            clips = prediction.dataset_clips(self.config, num, self.batch_size)
+            if len(clips.labels) < num:
+                why = (
+                    " (N = num_samples to condition on, N more as the builtin "
+                    "Fréchet reference)"
+                    if num > self.num_samples
+                    else ""
+                )
+                raise ValueError(
+                    f"DVD-GAN-FP evaluation needs {num} real clips{why}; data.name="
+                    f"{self.config.data.name!r} has {len(clips.labels)}: lower "
+                    "--num_samples"
+                )
+            self._clips = (clips.videos, clips.labels)
+        return self._clips
+
     def _builtin_metrics(self):
         if self._builtin is None:
             from dvdgan_tf.eval import classifier
@@ -241,18 +261,33 @@ class Evaluator:
                     t,
                     r,
                 )
-            real, real_labels = classifier.real_clips(2 * self.num_samples, t, r)
-            self._builtin = (
-                classifier.BuiltinMetrics(model, real, real_labels, self.batch_size),
-                report,
-            )
+            if self.conditioning_frames:  # DVD-GAN-FP (module docstring).
+                clips, labels = self._fp_clips()
+                n, c = self.num_samples, self.conditioning_frames
+                metrics = classifier.PredictionMetrics(
+                    model,
+                    clips[:n, c:],  # [N, T, H, W, 3]: the real continuations
+                    labels[:n],
+                    clips[n : 2 * n, c:],  # [N, T, H, W, 3]: of N other clips
+                    self.batch_size,
+                )
+            else:
+                real, real_labels = classifier.real_clips(2 * self.num_samples, t, r)
+                metrics = classifier.BuiltinMetrics(
+                    model, real, real_labels, self.batch_size
+                )
+            self._builtin = (metrics, report)
         return self._builtin
 
     def _real_embeddings(self, metric: str) -> np.ndarray:
         if metric not in self._real_feats:
             from dvdgan_tf.eval import embedders
 
-            real = real_videos(self.config, self.num_samples, self.batch_size)
+            if self.conditioning_frames:  # The real continuations [N, T, H, W, 3].
+                clips, _ = self._fp_clips()
+                real = clips[: self.num_samples, self.conditioning_frames :]
+            else:
+                real = real_videos(self.config, self.num_samples, self.batch_size)
             if metric == "fvd":
                 feats = embedders.fvd_embed(real, self.embedders["fvd"])
             else:
@@ -262,19 +297,38 @@ class Evaluator:
 
     # ------------------------------------------------------------ scoring
 
+    def _samples(self, generator) -> tuple[np.ndarray, np.ndarray]:
+        """(videos [N, T, H, W, 3], labels [N]): samples, or FP's predictions."""
+        if not self.conditioning_frames:
+            return sample_videos(
+                generator,
+                self.num_samples,
+                self.num_classes,
+                self.config.model.z_dim,
+                self.truncation,
+                self.seed,
+                self.batch_size,
+            )
+        from dvdgan_tf import prediction
+
+        clips, labels = self._fp_clips()
+        n, c = self.num_samples, self.conditioning_frames
+        z = sampling.truncated_normal(
+            (n, self.config.model.z_dim),
+            self.truncation,
+            np.random.default_rng(self.seed),
+        )  # [N, z_dim]
+        frames = clips[:n, :c]  # [N, C, H, W, 3]: the conditioning frames
+        predicted = prediction.predict(
+            generator, frames, labels[:n], z, self.batch_size
+        )
+        return predicted, labels[:n]  # [N, T, H, W, 3], [N]
+
     def __call__(self, generator) -> dict[str, float]:
-        """Metrics of `generator`'s samples: a flat {key: float} dict."""
+        """Metrics of `generator`'s samples (FP: predictions): a {key: float} dict."""
         from dvdgan_tf.eval import embedders, frechet
 
-        fake, labels = sample_videos(
-            generator,
-            self.num_samples,
-            self.num_classes,
-            self.config.model.z_dim,
-            self.truncation,
-            self.seed,
-            self.batch_size,
-        )  # [N, T, H, W, 3], [N]
+        fake, labels = self._samples(generator)  # [N, T, H, W, 3], [N]
         results = {}
         for metric in self.metrics:
             start = time.time()
@@ -405,7 +459,8 @@ class EvaluationCallback(keras.callbacks.Callback):
     WORKDIR/tb/eval. `evaluator_kwargs` go to `Evaluator` (default metrics:
     builtin). Non-chief workers (chief=False) do nothing. With
     `raw_generator=True` the raw generator `model.generator` is scored too, under
-    "raw/<metric>" (same z and labels as the EMA generator).
+    "raw/<metric>" (same z and labels as the EMA generator). DVD-GAN-FP runs:
+    the generators predict from the Evaluator's fixed real clips (module docstring).
     """
 
     def __init__(

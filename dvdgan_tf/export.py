@@ -26,14 +26,31 @@ of the chosen signature), hence the two sampling signatures. Every input is
 batch-major so that both of TF Serving's REST formats (`instances` rows and
 `inputs` columns) work with every signature; see `rest_request_to_inputs`.
 
+DVD-GAN-FP exports (model.conditioning_frames = C > 0: G continues C real frames)
+have `FP_SIGNATURES` instead; each takes `frames` uint8 [B, C, H, W, 3] (0..255, H =
+W = model.resolution), and `video` holds the T predicted frames only:
+
+  serving_default   label int32 [B], z float32 [B, z_dim],
+                    frames uint8 [B, C, H, W, 3]                  -> video uint8 [B, T, H, W, 3]
+  predict           frames uint8 [B, C, H, W, 3], label int32 [B],
+                    seed int64 [B]                                -> video uint8 [B, T, H, W, 3]
+  predict_truncated frames, label, seed, truncation float32 [B]   -> video uint8 [B, T, H, W, 3]
+
+`predict*` draw z exactly as `sample*` do (same seed, same z). There is no
+`sample`/`sample_truncated` in an FP export: without frames there is nothing to
+continue, and with them they would be `predict*`. The frames are mapped to [-1, 1]
+as the input pipeline does (x / 127.5 - 1).
+
 Inputs are validated inside the graph, so TF Serving callers get an
 InvalidArgumentError that says what was expected instead of a garbage video:
 "label must be in [0, K)", "z must have shape [B, z_dim]", "z and label must have
 the same batch size", "seed and label must have the same batch size",
-"truncation must be >= 0 (0 = none)". `z` is declared [B, None] in the signature
-so that a wrong width reaches the in-graph check (a static [B, z_dim] would be
-rejected by Python's signature matching with a generic message, and TF Serving's
-C++ path does not check shapes at all).
+"truncation must be >= 0 (0 = none)", and for FP exports "frames must have shape
+[B, C, H, W, 3]" (with the numbers) and "frames and label must have the same batch
+size". `z` is declared [B, None] in the signature so that a wrong width reaches
+the in-graph check (a static [B, z_dim] would be rejected by Python's signature
+matching with a generic message, and TF Serving's C++ path does not check shapes
+at all); `frames` likewise [None] * 5.
 
 Assets: `assets/config.json` (the training config) and `assets/class_names.json`
 (the dataset's class names, index = label; written when the run recorded them).
@@ -59,6 +76,8 @@ from absl import app, flags, logging
 from dvdgan_tf import checkpoints
 
 SIGNATURES = ("serving_default", "sample", "sample_truncated")
+# DVD-GAN-FP exports (model.conditioning_frames > 0): every signature takes frames.
+FP_SIGNATURES = ("serving_default", "predict", "predict_truncated")
 
 
 def latents(seeds, z_dim: int, truncation=None) -> tf.Tensor:
@@ -106,8 +125,8 @@ def video_to_uint8(video: tf.Tensor) -> tf.Tensor:
     )
 
 
-class ServingModule(tf.Module):
-    """The EMA generator behind the serving signatures (see the module docstring)."""
+class _ServingBase(tf.Module):
+    """The EMA generator, its variables, assets and the in-graph input checks."""
 
     def __init__(self, generator, config_json: str, class_names=None, name=None):
         super().__init__(name=name)
@@ -161,12 +180,47 @@ class ServingModule(tf.Module):
                 "label shape =",
                 tf.shape(label),
             ],
+            summarize=5,  # whole shapes (frames have 5 dimensions)
         )
 
-    def _generate(self, z, label):
-        """z float32 [B, z_dim], label int32 [B] (both checked) -> {"video": uint8}."""
-        video = self.generator(z, label, training=False)  # [B, T, H, W, 3] in [-1, 1]
+    def _check_z(self, z, label):
+        return [
+            tf.debugging.Assert(
+                tf.equal(tf.shape(z)[1], self.z_dim),
+                [f"z must have shape [B, {self.z_dim}]; received shape", tf.shape(z)],
+            ),
+            self._check_batch("z", z, label),
+        ]
+
+    def _check_truncation(self, truncation, label):
+        return [
+            self._check_batch("truncation", truncation, label),
+            tf.debugging.Assert(
+                tf.reduce_all(truncation >= 0.0),
+                ["truncation must be >= 0 (0 = none); received", truncation],
+                summarize=16,
+            ),
+        ]
+
+    def _generate(self, z, label, frames=None):
+        """z float32 [B, z_dim], label int32 [B] (both checked), DVD-GAN-FP's frames
+        float32 [B, C, H, W, 3] in [-1, 1] -> {"video": uint8 [B, T, H, W, 3]}."""
+        kwargs = {} if frames is None else {"frames": frames}
+        video = self.generator(z, label, training=False, **kwargs)  # in [-1, 1]
         return {"video": video_to_uint8(video)}
+
+
+class ServingModule(_ServingBase):
+    """The EMA generator behind the serving signatures (see the module docstring)."""
+
+    def __init__(self, generator, config_json: str, class_names=None, name=None):
+        if getattr(generator, "conditioning_frames", 0):
+            raise ValueError(
+                "this generator predicts from conditioning_frames="
+                f"{generator.conditioning_frames} frames (DVD-GAN-FP): use "
+                "PredictionServingModule (export_generator picks it)"
+            )
+        super().__init__(generator, config_json, class_names, name=name)
 
     @tf.function(
         input_signature=[
@@ -176,14 +230,7 @@ class ServingModule(tf.Module):
     )
     def serving_default(self, label, z):
         """label int32 [B], z float32 [B, z_dim] -> {"video": uint8 [B, T, H, W, 3]}."""
-        checks = [
-            self._check_label(label),
-            tf.debugging.Assert(
-                tf.equal(tf.shape(z)[1], self.z_dim),
-                [f"z must have shape [B, {self.z_dim}]; received shape", tf.shape(z)],
-            ),
-            self._check_batch("z", z, label),
-        ]
+        checks = [self._check_label(label), *self._check_z(z, label)]
         with tf.control_dependencies(checks):
             z = tf.ensure_shape(tf.identity(z), [None, self.z_dim])  # [B, z_dim]
             label = tf.identity(label)
@@ -193,12 +240,7 @@ class ServingModule(tf.Module):
         checks = [
             self._check_label(label),
             self._check_batch("seed", seed, label),
-            self._check_batch("truncation", truncation, label),
-            tf.debugging.Assert(
-                tf.reduce_all(truncation >= 0.0),
-                ["truncation must be >= 0 (0 = none); received", truncation],
-                summarize=16,
-            ),
+            *self._check_truncation(truncation, label),
         ]
         with tf.control_dependencies(checks):
             z = latents(seed, self.z_dim, truncation)  # [B, z_dim]
@@ -230,11 +272,116 @@ class ServingModule(tf.Module):
         return {name: getattr(self, name) for name in SIGNATURES}
 
 
+class PredictionServingModule(_ServingBase):
+    """DVD-GAN-FP's EMA generator behind `FP_SIGNATURES` (module docstring): every
+    signature takes the conditioning frames uint8 [B, C, H, W, 3]."""
+
+    def __init__(self, generator, config_json: str, class_names=None, name=None):
+        super().__init__(generator, config_json, class_names, name=name)
+        self.conditioning_frames = int(generator.conditioning_frames)
+        if self.conditioning_frames < 1:
+            raise ValueError(
+                "PredictionServingModule needs a DVD-GAN-FP generator; received one "
+                "with conditioning_frames=0 (use ServingModule)"
+            )
+        self.resolution = int(generator.resolution)
+
+    def _frames(self, frames, label):
+        """Checks uint8 frames [B, C, R, R, 3]; returns them float32 in [-1, 1]."""
+        c, r = self.conditioning_frames, self.resolution
+        shape = tf.shape(frames)  # [rank]
+        padded = tf.concat([shape, tf.zeros([5], tf.int32)], 0)[:5]  # any rank
+        ok = tf.logical_and(
+            tf.equal(tf.size(shape), 5),
+            tf.reduce_all(tf.equal(padded[1:], [c, r, r, 3])),
+        )
+        checks = [
+            tf.debugging.Assert(
+                ok,
+                [
+                    f"frames must have shape [B, {c}, {r}, {r}, 3]; received shape",
+                    shape,
+                ],
+                summarize=8,
+            ),
+            self._check_batch("frames", frames, label),
+        ]
+        with tf.control_dependencies(checks):
+            frames = tf.ensure_shape(tf.identity(frames), [None, c, r, r, 3])
+        return tf.cast(frames, tf.float32) / 127.5 - 1.0  # [B, C, R, R, 3] in [-1, 1]
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.int32, name="label"),
+            tf.TensorSpec([None, None], tf.float32, name="z"),
+            tf.TensorSpec([None] * 5, tf.uint8, name="frames"),
+        ]
+    )
+    def serving_default(self, label, z, frames):
+        """label [B], z float32 [B, z_dim], frames uint8 [B, C, H, W, 3] -> {"video":
+        uint8 [B, T, H, W, 3]}: the T frames that follow."""
+        frames = self._frames(frames, label)
+        checks = [self._check_label(label), *self._check_z(z, label)]
+        with tf.control_dependencies(checks):
+            z = tf.ensure_shape(tf.identity(z), [None, self.z_dim])  # [B, z_dim]
+            label = tf.identity(label)
+        return self._generate(z, label, frames)
+
+    def _predict(self, frames, label, seed, truncation):
+        frames = self._frames(frames, label)
+        checks = [
+            self._check_label(label),
+            self._check_batch("seed", seed, label),
+            *self._check_truncation(truncation, label),
+        ]
+        with tf.control_dependencies(checks):
+            z = latents(seed, self.z_dim, truncation)  # [B, z_dim]
+            label = tf.identity(label)
+        return self._generate(z, label, frames)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None] * 5, tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="label"),
+            tf.TensorSpec([None], tf.int64, name="seed"),
+        ]
+    )
+    def predict(self, frames, label, seed):
+        """frames uint8 [B, C, H, W, 3], label [B], seed int64 [B] -> {"video": uint8
+        [B, T, H, W, 3]}: z from the seed as in `sample`."""
+        return self._predict(frames, label, seed, tf.zeros(tf.shape(seed), tf.float32))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None] * 5, tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="label"),
+            tf.TensorSpec([None], tf.int64, name="seed"),
+            tf.TensorSpec([None], tf.float32, name="truncation"),
+        ]
+    )
+    def predict_truncated(self, frames, label, seed, truncation):
+        """`predict` with truncation float32 [B] (0 = none), as `sample_truncated`."""
+        return self._predict(frames, label, seed, truncation)
+
+    def signatures(self) -> dict:
+        return {name: getattr(self, name) for name in FP_SIGNATURES}
+
+
+def serving_module(generator, config_json: str, class_names=None) -> _ServingBase:
+    """`PredictionServingModule` for a DVD-GAN-FP generator, else `ServingModule`."""
+    if getattr(generator, "conditioning_frames", 0):
+        return PredictionServingModule(generator, config_json, class_names)
+    return ServingModule(generator, config_json, class_names)
+
+
 def export_generator(
     generator, export_path: str, config_json: str, class_names=None
 ) -> str:
-    """Saves `generator` with the serving signatures to `export_path`; returns it."""
-    module = ServingModule(generator, config_json, class_names)
+    """Saves `generator` with the serving signatures to `export_path`; returns it.
+
+    DVD-GAN-FP generators get `FP_SIGNATURES`, others `SIGNATURES`.
+    """
+    module = serving_module(generator, config_json, class_names)
     try:
         tf.saved_model.save(module, export_path, signatures=module.signatures())
     finally:
@@ -297,12 +444,12 @@ def rest_request_to_inputs(body) -> tuple[str, dict[str, tf.Tensor]]:
         "z": tf.float32,
         "seed": tf.int64,
         "truncation": tf.float32,
+        "frames": tf.uint8,
     }
     name = body.get("signature_name", "serving_default")
-    if name not in SIGNATURES:
-        raise ValueError(
-            f"unknown signature_name {name!r}; expected one of {SIGNATURES}"
-        )
+    known = SIGNATURES + FP_SIGNATURES[1:]
+    if name not in known:
+        raise ValueError(f"unknown signature_name {name!r}; expected one of {known}")
     if ("instances" in body) == ("inputs" in body):
         raise ValueError(
             "a request needs exactly one of 'instances' (rows) or 'inputs' (columns); "

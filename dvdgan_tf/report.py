@@ -37,17 +37,24 @@ def load_curve(workdir: str) -> list[dict]:
     return sorted(rows, key=lambda r: r["step"])
 
 
+RAW = "raw/builtin/class_accuracy"  # Scored when config eval.raw_generator is set.
+
+
 def markdown_table(curves: dict[str, list[dict]]) -> str:
+    """One row per evaluation: EMA generator metrics, and the raw G's accuracy."""
     lines = [
-        "| run | step | minutes | class acc. | Fréchet (real-real) | diversity ratio |",
+        "| run | step | minutes | class acc. (raw G) | Fréchet (real-real) "
+        "| diversity ratio |",
         "|---|---|---|---|---|---|",
     ]
     for name, rows in curves.items():
         for r in rows:
+            raw = f" ({r[RAW]:.3f})" if RAW in r else ""
             lines.append(
                 f"| {name} | {r['step']} | {r['minutes']:.1f} | "
-                f"{r['builtin/class_accuracy']:.3f} | {r['builtin/frechet']:.1f} "
-                f"({r['builtin/frechet_real_real']:.1f}) | {r['builtin/diversity_ratio']:.2f} |"
+                f"{r['builtin/class_accuracy']:.3f}{raw} | {r['builtin/frechet']:.1f} "
+                f"({r['builtin/frechet_real_real']:.1f}) | "
+                f"{r['builtin/diversity_ratio']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -66,7 +73,12 @@ def plot(curves: dict[str, list[dict]], out: str) -> None:
     for name, rows in curves.items():
         minutes = [r["minutes"] for r in rows]
         for ax, key in zip(axes, KEYS):
-            ax.plot(minutes, [r[key] for r in rows], marker="o", label=name)
+            line = ax.plot(minutes, [r[key] for r in rows], marker="o", label=name)[0]
+        raw = [(r["minutes"], r[RAW]) for r in rows if RAW in r]
+        if raw:
+            axes[0].plot(
+                *zip(*raw), ls=":", color=line.get_color(), label=f"{name} (raw G)"
+            )
     axes[0].axhline(0.9, color="gray", ls="--", lw=0.8)
     axes[0].set_ylabel("asked class recognised")
     axes[1].set_yscale("log")

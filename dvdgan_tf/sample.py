@@ -12,6 +12,20 @@ default). `.npy` holds uint8 [N, T, H, W, 3] with labels in FILE.labels.npy.
 Every run writes FILE.json (class names per row, seed, truncation, checkpoint
 step) and prints a legend. Formats, truncation and the MP4 size rule are
 documented in `dvdgan_tf/sampling.py`.
+
+DVD-GAN-FP runs (future prediction) continue real clips; one row per clip, the real
+clip beside its C conditioning frames + T predicted frames:
+
+  python -m dvdgan_tf.sample --workdir=DIR --out=fp.gif --num_conditioning=8
+  python -m dvdgan_tf.sample --workdir=DIR --out=fp.mp4 --classes=0,circle_up
+  python -m dvdgan_tf.sample --workdir=DIR --out=pred.npy --conditioning=clips.npy
+  python -m dvdgan_tf.sample --workdir=DIR --out=fp.gif --conditioning=clip.mp4 \\
+      --classes=square_left --seed=3 --truncation=0.5
+
+`--conditioning` takes .npy [N, >= C, H, W, 3] (uint8, or float in [-1, 1]) or
+video files at the run's resolution; the labels come from --classes or
+FILE.labels.npy. `.npy` output holds the predicted frames [N, T, H, W, 3] and
+FILE.conditioning.npy the inputs.
 """
 
 from __future__ import annotations
@@ -33,7 +47,8 @@ _CLASSES = flags.DEFINE_list(
     "classes",
     [],
     f"Class ids or names, one row each; default: the first "
-    f"{sampling.DEFAULT_MAX_ROWS} classes.",
+    f"{sampling.DEFAULT_MAX_ROWS} classes. DVD-GAN-FP runs: the conditioning clips' "
+    "classes (dataset clips of these classes; labels of --conditioning clips).",
 )
 _NUM_PER_CLASS = flags.DEFINE_integer(
     "num_per_class", 4, "Columns: samples (or interpolation steps) per class."
@@ -53,6 +68,18 @@ _SCALE = flags.DEFINE_integer(
     "scale", 1, "Nearest-neighbour upscale factor of .gif/.mp4 frames."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Generator batch size.")
+_CONDITIONING = flags.DEFINE_list(
+    "conditioning",
+    [],
+    "DVD-GAN-FP runs: files of conditioning clips (.npy [N, >= C, H, W, 3] uint8 or "
+    "float in [-1, 1], or videos such as .gif/.mp4, one clip each).",
+)
+_NUM_CONDITIONING = flags.DEFINE_integer(
+    "num_conditioning",
+    None,
+    "DVD-GAN-FP runs: number of conditioning clips taken from the run's dataset "
+    f"(test split first; default {sampling.DEFAULT_NUM_CONDITIONING}).",
+)
 flags.mark_flags_as_required(["workdir", "out"])
 
 
@@ -73,6 +100,8 @@ def main(argv):
             fps=_FPS.value,
             scale=_SCALE.value,
             batch_size=_BATCH_SIZE.value,
+            conditioning=_CONDITIONING.value,
+            num_conditioning=_NUM_CONDITIONING.value,
         )
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"dvdgan_tf.sample: error: {e}") from None

@@ -38,6 +38,27 @@ Outputs (`write_output`; the format is picked by the file extension):
         to it. Float [-1, 1] values: `videos / 127.5 - 1`.
 Every format writes a sidecar `<FILE without extension>.json`: the rows' class
 ids and names, seed, truncation, checkpoint path and step, layout and sizes.
+
+Future prediction (DVD-GAN-FP runs, model.conditioning_frames = C > 0; paper v2,
+section 4.2). G continues real clips, so the rows are conditioning clips instead of
+classes (layout "prediction"; `prediction.py` loads and checks the clips):
+  --conditioning=FILE[,FILE2]  clips from files: .npy uint8 [N, >= C, H, W, 3] (or
+               float in [-1, 1]; one clip [L, H, W, 3] also works) or a video
+               (.gif, .mp4, ...: one clip) at the run's resolution. Labels: --classes
+               (one for all clips or one per clip), else FILE.labels.npy beside a
+               .npy, else 0 on a one-class run (BAIR); otherwise an error.
+  --num_conditioning=N         N clips of the run's dataset (default 8): the first
+               N of the test split in order (else the train split), with their
+               labels; with --classes row i is a clip of class classes[i mod len].
+Row i uses z_i of the grid rule above (seed, truncation), label = the clip's.
+  .gif/.mp4  one row per clip, two columns: the real clip (C + T frames; frames a
+             file does not have are black) and the C conditioning frames followed
+             by the T predicted ones, so both columns show the same first C frames.
+  .npy       the predicted frames uint8 [N, T, H, W, 3] (row order), labels in
+             `FILE.labels.npy`, the conditioning frames uint8 [N, C, H, W, 3] in
+             `FILE.conditioning.npy`.
+The sidecar's rows name each clip's label, class name and origin ("test split,
+clip 17" or "FILE[3]"). --interpolate and --num_per_class do not apply.
 """
 
 from __future__ import annotations
@@ -55,6 +76,7 @@ from dvdgan_tf.training import tile_videos, video_to_uint8
 VALID_EXTENSIONS = (".gif", ".mp4", ".npy")
 INTERPOLATIONS = ("slerp", "linear")
 DEFAULT_MAX_ROWS = 12  # Default --classes: the first min(K, 12) classes.
+DEFAULT_NUM_CONDITIONING = 8  # DVD-GAN-FP: clips from the dataset by default.
 MACRO_BLOCK = 16  # Video frame sides are made multiples of this (see docstring).
 _MAX_RESAMPLE_ROUNDS = 100_000
 
@@ -244,22 +266,30 @@ def interpolation_latents(
 # ---------------------------------------------------------------- generation
 
 
-def generate(generator, z, labels, batch_size: int = 16) -> np.ndarray:
+def generate(generator, z, labels, batch_size: int = 16, frames=None) -> np.ndarray:
     """EMA generator samples: float32 [N, T, H, W, 3] in [-1, 1].
 
-    z: float32 [N, z_dim]; labels: int32 [N]. Batches of `batch_size` (BN is in
-    inference mode, so the batching does not change the samples).
+    z: float32 [N, z_dim]; labels: int32 [N]; frames: DVD-GAN-FP's conditioning
+    frames float32 [N, C, H, W, 3] in [-1, 1] (None for plain generation). Batches
+    of `batch_size` (BN is in inference mode, so the batching does not change the
+    samples).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; received {batch_size}")
     z = np.asarray(z, np.float32)
     labels = np.asarray(labels, np.int32)
+    if frames is not None:
+        frames = np.asarray(frames, np.float32)
     out = []
     for i in range(0, z.shape[0], batch_size):
+        kwargs = {}
+        if frames is not None:  # Only then: plain generators need not take frames.
+            kwargs["frames"] = tf.constant(frames[i : i + batch_size])
         video = generator(
             tf.constant(z[i : i + batch_size]),
             tf.constant(labels[i : i + batch_size]),
             training=False,
+            **kwargs,
         )
         out.append(np.asarray(video, np.float32))
     return np.concatenate(out, axis=0)
@@ -361,11 +391,19 @@ def sample_workdir(
     fps: float = 8.0,
     scale: int = 1,
     batch_size: int = 16,
+    conditioning: str | Sequence[str] | None = None,
+    num_conditioning: int | None = None,
 ) -> dict:
     """Samples the EMA generator of a run and writes `out` plus its sidecar JSON.
 
     See the module docstring for layouts and formats. Arguments are checked before
     the generator is loaded. Returns the sidecar's content (a dict).
+
+    DVD-GAN-FP runs (model.conditioning_frames > 0) predict instead (see
+    "Future prediction" in the module docstring): `conditioning` names files of
+    conditioning clips, else `num_conditioning` clips (default
+    DEFAULT_NUM_CONDITIONING) come from the run's dataset; `num_per_class` does not
+    apply. Both are errors for other runs.
     """
     from dvdgan_tf import checkpoints
 
@@ -386,6 +424,24 @@ def sample_workdir(
     path = checkpoints.resolve_checkpoint(workdir, checkpoint)
     names = checkpoints.load_class_names(workdir)
     num_classes = config.model.num_classes
+    if config.model.get("conditioning_frames", 0):
+        if interpolate:
+            raise ValueError(
+                "--interpolate is for generation runs; this DVD-GAN-FP run "
+                f"(model.conditioning_frames={config.model.conditioning_frames}) "
+                "predicts from conditioning clips"
+            )
+        return _sample_prediction(
+            workdir, out, path, config, names, classes, threshold, seed, fps, scale,
+            batch_size, conditioning, num_conditioning,
+        )  # fmt: skip
+    if conditioning or num_conditioning is not None:
+        flag = "--conditioning" if conditioning else "--num_conditioning"
+        raise ValueError(
+            f"{flag} is only for DVD-GAN-FP runs (model.conditioning_frames > 0); "
+            f"the run in {workdir!r} has model.conditioning_frames=0 and generates "
+            "videos from noise and a class (use --classes / --num_per_class)"
+        )
     ids = parse_classes(classes, num_classes, names)
 
     generator, config, step = checkpoints.load_ema_generator(workdir, path)
@@ -425,9 +481,129 @@ def sample_workdir(
     return meta
 
 
+def _classes_given(spec) -> bool:
+    items = spec.split(",") if isinstance(spec, str) else list(spec or [])
+    return any(str(s).strip() for s in items)
+
+
+def conditioning_path(out: str) -> str:
+    """`FILE.npy` -> `FILE.conditioning.npy` (DVD-GAN-FP inputs)."""
+    return os.path.splitext(out)[0] + ".conditioning.npy"
+
+
+def _sample_prediction(
+    workdir, out, path, config, names, classes, threshold, seed, fps, scale,
+    batch_size, conditioning, num_conditioning,
+) -> dict:  # fmt: skip
+    """`sample_workdir` for a DVD-GAN-FP run (module docstring, "Future prediction")."""
+    from dvdgan_tf import checkpoints, prediction
+
+    m = config.model
+    c, t, r = m.conditioning_frames, m.num_frames, m.resolution
+    ids = (
+        parse_classes(classes, m.num_classes, names)
+        if _classes_given(classes)
+        else None
+    )
+    if conditioning:
+        if num_conditioning is not None:
+            raise ValueError(
+                "pass --conditioning (clips from files) or --num_conditioning (clips "
+                "from the run's dataset), not both"
+            )
+        clips, real_frames, sources = prediction.load_conditioning(
+            conditioning, c, t, r
+        )  # [N, C+T, R, R, 3], [N], [N]
+        labels = prediction.file_labels(conditioning, len(clips), ids, m.num_classes)
+        origin = "file"
+    else:
+        num = DEFAULT_NUM_CONDITIONING if num_conditioning is None else num_conditioning
+        if num < 1:
+            raise ValueError(f"num_conditioning must be >= 1; received {num}")
+        got = prediction.dataset_clips(config, num, batch_size, classes=ids)
+        clips, labels = got.videos, got.labels  # [N, C+T, R, R, 3], [N]
+        real_frames = np.full([len(clips)], c + t, np.int32)
+        sources = [f"{got.split} split, clip {i}" for i in got.indices]
+        origin = "dataset"
+
+    generator, config, step = checkpoints.load_ema_generator(workdir, path)
+    n = len(clips)
+    z = truncated_normal((n, m.z_dim), threshold, np.random.default_rng(seed))
+    frames = clips[:, :c]  # [N, C, R, R, 3]: what G sees
+    predicted = prediction.predict(generator, frames, labels, z, batch_size)
+    ext = check_output_path(out)
+    if ext == ".npy":  # G's T frames only; the inputs beside them.
+        height, width = write_output(out, predicted, labels, 1, fps, scale)
+        np.save(conditioning_path(out), video_to_uint8(frames))
+    else:
+        full = np.concatenate([frames, predicted], axis=1)  # [N, C+T, R, R, 3]
+        grid = prediction.side_by_side(clips, full)  # [2N, C+T, R, R, 3]
+        height, width = write_output(out, grid, np.repeat(labels, 2), 2, fps, scale)
+
+    def name_of(k: int) -> str | None:
+        return names[k] if names and k < len(names) else None
+
+    meta = {
+        "out": os.path.abspath(out),
+        "format": ext.lstrip("."),
+        "layout": "prediction",
+        "meaning": (
+            f"G (DVD-GAN-FP) predicts {t} frames from the first {c} frames of each "
+            "real clip. .gif/.mp4: one row per clip; left the real clip "
+            f"({c + t} frames; frames its file lacks are black), right its {c} "
+            f"conditioning frames followed by the {t} predicted ones. .npy: the "
+            f"predicted frames uint8 [N, {t}, H, W, 3] (row order), labels in "
+            "FILE.labels.npy, the conditioning frames in FILE.conditioning.npy."
+        ),
+        "conditioning": origin,
+        "rows": [
+            {
+                "row": i,
+                "label": int(k),
+                "name": name_of(int(k)),
+                "clip": sources[i],
+                "real_frames": int(real_frames[i]),
+            }
+            for i, k in enumerate(labels)
+        ],
+        "conditioning_frames": c,
+        "predicted_frames": t,
+        "seed": seed,
+        "truncation": threshold,
+        "checkpoint": path,
+        "step": step,
+        "workdir": os.path.abspath(workdir),
+        "video_shape": list(predicted.shape[1:] if ext == ".npy" else clips.shape[1:]),
+        "frame_size": [height, width],
+        "fps": fps,
+    }
+    if ext == ".npy":
+        meta["labels_file"] = os.path.abspath(labels_path(out))
+        meta["conditioning_file"] = os.path.abspath(conditioning_path(out))
+    with open(sidecar_path(out), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+    return meta
+
+
 def legend(meta: dict) -> str:
     """Human-readable legend of a `sample_workdir` result."""
     trunc = meta["truncation"] or "none"
+    if meta["layout"] == "prediction":
+        c, t = meta["conditioning_frames"], meta["predicted_frames"]
+        lines = [
+            f"{meta['out']}: {len(meta['rows'])} conditioning clips ({c} frames in, "
+            f"{t} predicted), step {meta['step']}, seed {meta['seed']}, truncation "
+            f"{trunc}",
+        ]
+        if meta["format"] != "npy":
+            lines.append("  each row: real clip | conditioning + predicted frames")
+        for row in meta["rows"]:
+            name = f" {row['name']}" if row["name"] else ""
+            lines.append(
+                f"  row {row['row']}: class {row['label']}{name} ({row['clip']})"
+            )
+        lines.append(f"sidecar: {sidecar_path(meta['out'])}")
+        return "\n".join(lines)
     lines = [
         f"{meta['out']}: {len(meta['rows'])} rows x {meta['num_per_class']} columns "
         f"({meta['layout']}"

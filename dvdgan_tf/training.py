@@ -5,8 +5,10 @@ latest checkpoint in `workdir` if there is one (so rerunning the same command
 resumes), and runs Keras `fit` with callbacks for: checkpoints every
 `train.checkpoint_every` steps (last `train.keep_checkpoints` kept), TensorBoard
 scalars every `train.log_every` steps, EMA sample GIFs every `train.sample_every`
-steps, a stop on a non-finite loss (naming the step and the loss, keeping the last
-good checkpoint), and a checkpoint-and-stop on SIGTERM (preemption).
+steps (DVD-GAN-FP: 12 fixed real clips of the test split, each beside its
+conditioning frames followed by G's prediction), a stop on a non-finite loss
+(naming the step and the loss, keeping the last good checkpoint), and a
+checkpoint-and-stop on SIGTERM (preemption).
 
 The step counter is the generator optimizer's iteration count (G steps). The input
 pipeline yields d_steps x (per-replica batch) clips per step: one fresh chunk per D
@@ -29,6 +31,8 @@ from absl import logging
 
 from dvdgan_tf import checkpoints, data, runtime
 from dvdgan_tf.model import DVDGAN
+
+FP_SAMPLE_CLIPS = 12  # DVD-GAN-FP: real clips continued in the sample GIFs.
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -81,6 +85,20 @@ class TrainingCallback(keras.callbacks.Callback):
         self._t0, self._s0 = time.time(), self.step
         num = min(config.model.num_classes, 16)
         self.sample_labels = np.arange(num, dtype=np.int32)
+        # DVD-GAN-FP: fixed real clips [N, C+T, H, W, 3] to continue (else None).
+        self.sample_clips = None
+        c = config.model.conditioning_frames
+        if c and chief and t.sample_every > 0:
+            from dvdgan_tf import prediction
+
+            clips = prediction.dataset_clips(config, FP_SAMPLE_CLIPS)
+            self.sample_clips, self.sample_labels = clips.videos, clips.labels
+            num = len(clips.labels)
+            logging.info(
+                "samples continue clips %s of the %r split",
+                clips.indices.tolist(),
+                clips.split,
+            )
         self.sample_z = (
             np.random.default_rng(0)
             .standard_normal((num, config.model.z_dim))
@@ -158,15 +176,29 @@ class TrainingCallback(keras.callbacks.Callback):
             self.writer.flush()
         self._reset_metrics = True
 
+    def _sample_videos(self) -> np.ndarray:
+        """EMA samples [N, T, H, W, 3]; DVD-GAN-FP: [2N, C+T, H, W, 3] real/predicted."""
+        g = self.gan.ema_generator
+        if self.sample_clips is None:
+            return np.asarray(g(self.sample_z, self.sample_labels, training=False))
+        from dvdgan_tf import prediction
+
+        frames = self.sample_clips[:, : self.config.model.conditioning_frames]
+        future = g(self.sample_z, self.sample_labels, training=False, frames=frames)
+        full = np.concatenate([frames, future], axis=1)  # [N, C+T, H, W, 3]
+        return prediction.side_by_side(self.sample_clips, full)  # [2N, C+T, ...]
+
     def write_samples(self, step: int):
-        """EMA samples (one per class, fixed z) as a GIF and a TensorBoard image."""
+        """EMA samples (one per class, fixed z) as a GIF and a TensorBoard image.
+
+        DVD-GAN-FP: FP_SAMPLE_CLIPS fixed real clips (`prediction.dataset_clips`),
+        each shown beside its C conditioning frames followed by G's T frames.
+        """
         if not self.chief:
             return
         import imageio.v2 as imageio
 
-        video = self.gan.ema_generator(
-            self.sample_z, self.sample_labels, training=False
-        )
+        video = self._sample_videos()
         grid = tile_videos(video_to_uint8(video), cols=4)  # [T, rows*H, 4*W, 3]
         out = os.path.join(self.workdir, "samples")
         tf.io.gfile.makedirs(out)

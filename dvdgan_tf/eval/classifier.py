@@ -18,6 +18,10 @@ and measure generated videos with it:
     features of generated videos of that class; `diversity_real` the same on real
     clips; `diversity_ratio` = diversity / diversity_real (mode collapse -> << 1).
 
+Future prediction (DVD-GAN-FP): `PredictionMetrics` scores predicted continuations
+with the same classifier and keys; the target class is the conditioning clip's, so
+class_accuracy asks whether the continuation keeps the class (shape AND motion).
+
 Protocol: pass at least twice as many real clips as generated ones (a balanced,
 held-out set: `real_clips(...)` makes one from a seed the classifier was not
 trained on); the generated and real label distributions should match.
@@ -351,6 +355,65 @@ class BuiltinMetrics:
             "real_accuracy": self.real_accuracy,
             "frechet": frechet.frechet_distance(fake_feats[:n], real_a),
             "frechet_real_real": frechet.frechet_distance(real_b, real_a),
+            "diversity": diversity,
+            "diversity_real": self.diversity_real,
+            "diversity_ratio": diversity / self.diversity_real,
+            "num_compared": n,
+        }
+
+
+class PredictionMetrics(BuiltinMetrics):
+    """The built-in metrics for future prediction (DVD-GAN-FP, paper v2 section 4.2).
+
+    Built from the real continuations of the N conditioning clips (float32 [N, T,
+    H, W, 3], their last T frames), the clips' labels [N] and, as the Fréchet
+    reference, the continuations of N other real clips [M, T, H, W, 3]; called on the
+    N predicted continuations in the same order:
+
+      class_accuracy     predictions the classifier assigns to their conditioning
+                         clip's class (shape AND motion kept);
+      real_accuracy      the same for the real continuations: the ceiling;
+      frechet            Fréchet distance of predictions vs the reference set;
+      frechet_real_real  of the real continuations vs the reference set: exactly
+                         what a predictor that returns the true continuation
+                         scores (same sizes on both sides, disjoint clips);
+      diversity(_real, _ratio)  per-class feature diversity of the predictions
+                         (of the real continuations), as in `BuiltinMetrics`.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        continuations,
+        labels,
+        reference,
+        batch_size: int = 64,
+    ):
+        super().__init__(classifier, continuations, labels, batch_size)
+        self.reference_feats, _ = self.features_and_logits(reference)
+        self.frechet_real_real = frechet.frechet_distance(
+            self.real_feats, self.reference_feats
+        )
+
+    def __call__(self, predicted, labels=None) -> dict:
+        """Metrics of predictions [N, T, H, W, 3], row i continuing clip i."""
+        feats, logits = self.features_and_logits(predicted)
+        n = self.real_feats.shape[0]
+        if feats.shape[0] != n:
+            raise ValueError(
+                f"expected one prediction per conditioning clip, {n}; received "
+                f"{feats.shape[0]}"
+            )
+        if labels is not None and not np.array_equal(
+            np.asarray(labels, np.int64), self.real_labels
+        ):
+            raise ValueError("labels must be the conditioning clips' labels, in order")
+        diversity = per_class_diversity(feats, self.real_labels)
+        return {
+            "class_accuracy": float(np.mean(np.argmax(logits, 1) == self.real_labels)),
+            "real_accuracy": self.real_accuracy,
+            "frechet": frechet.frechet_distance(feats, self.reference_feats),
+            "frechet_real_real": self.frechet_real_real,
             "diversity": diversity,
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,

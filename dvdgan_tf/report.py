@@ -17,8 +17,15 @@ import os
 
 from absl import app, flags
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Run directories to report.")
-_OUT = flags.DEFINE_string("out", "learning_curve.png", "PNG path of the plot.")
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    """Defined only when run as a program: importing this module beside another
+    absl main (benchmark also has --out) must not clash."""
+    flags.DEFINE_list("workdirs", None, "Run directories to report.")
+    flags.DEFINE_string("out", "learning_curve.png", "PNG path of the plot.")
+
 
 KEYS = ("builtin/class_accuracy", "builtin/frechet", "builtin/diversity_ratio")
 
@@ -99,12 +106,13 @@ def plot(curves: dict[str, list[dict]], out: str) -> None:
 
 def main(argv):
     del argv
-    curves = {os.path.basename(w.rstrip("/")): load_curve(w) for w in _WORKDIRS.value}
+    curves = {os.path.basename(w.rstrip("/")): load_curve(w) for w in FLAGS.workdirs}
     print(markdown_table(curves))
-    plot(curves, _OUT.value)
-    print(f"wrote {_OUT.value}")
+    plot(curves, FLAGS.out)
+    print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flag_as_required("workdirs")
     app.run(main)

@@ -38,3 +38,23 @@ def test_table_rows_sorted_by_step_with_minutes_and_raw_column(tmp_path):
     out = tmp_path / "plots" / "curve.png"
     report.plot({"run_a": rows}, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command_prints_table_and_writes_plot(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    w = tmp_path / "run_b"
+    os.makedirs(w / "eval")
+    (w / "config.json").write_text("{}")
+    _record(str(w), 4, 0.5)
+    out = tmp_path / "curve.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvdgan_tf.report", f"--workdirs={w}", f"--out={out}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "| run_b | 4 | 2.0 | 0.500 | 25.0 (2.5) | 0.75 |" in proc.stdout
+    assert out.exists()

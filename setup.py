@@ -47,6 +47,7 @@ setuptools.setup(
             "nbclient==0.11.0",
             "nbformat==5.11.1",
             "ipykernel==7.4.0",
+            "matplotlib==3.10.9",  # tests/report_test.py plots
         ],
         "notebooks": ["nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
         "report": ["matplotlib==3.10.9"],

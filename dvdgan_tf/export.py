@@ -209,6 +209,18 @@ class _ServingBase(tf.Module):
         video = self.generator(z, label, training=False, **kwargs)  # in [-1, 1]
         return {"video": video_to_uint8(video)}
 
+    def _seeded(self, label, seed, truncation):
+        """Validates label, seed and truncation, then z from the seeds: (z, label)."""
+        checks = [
+            self._check_label(label),
+            self._check_batch("seed", seed, label),
+            *self._check_truncation(truncation, label),
+        ]
+        with tf.control_dependencies(checks):
+            z = latents(seed, self.z_dim, truncation)  # [B, z_dim]
+            label = tf.identity(label)
+        return z, label
+
 
 class ServingModule(_ServingBase):
     """The EMA generator behind the serving signatures (see the module docstring)."""
@@ -237,15 +249,7 @@ class ServingModule(_ServingBase):
         return self._generate(z, label)
 
     def _sample(self, label, seed, truncation):
-        checks = [
-            self._check_label(label),
-            self._check_batch("seed", seed, label),
-            *self._check_truncation(truncation, label),
-        ]
-        with tf.control_dependencies(checks):
-            z = latents(seed, self.z_dim, truncation)  # [B, z_dim]
-            label = tf.identity(label)
-        return self._generate(z, label)
+        return self._generate(*self._seeded(label, seed, truncation))
 
     @tf.function(
         input_signature=[
@@ -329,14 +333,7 @@ class PredictionServingModule(_ServingBase):
 
     def _predict(self, frames, label, seed, truncation):
         frames = self._frames(frames, label)
-        checks = [
-            self._check_label(label),
-            self._check_batch("seed", seed, label),
-            *self._check_truncation(truncation, label),
-        ]
-        with tf.control_dependencies(checks):
-            z = latents(seed, self.z_dim, truncation)  # [B, z_dim]
-            label = tf.identity(label)
+        z, label = self._seeded(label, seed, truncation)
         return self._generate(z, label, frames)
 
     @tf.function(

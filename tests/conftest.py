@@ -33,3 +33,24 @@ def tiny_config():
     return config_lib.load_config(
         os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
     )
+
+
+def run_export_client(script: str, export_dir: str, tmp_path):
+    """Runs `script` in a fresh Python process (not in the repo: an export must not
+    need dvdgan_tf) with argv export_dir, tmp_path/in.npz, tmp_path/out.npz; fails
+    the test on a non-zero exit and returns the finished process."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, export_dir, str(tmp_path / "in.npz")]
+        + [str(tmp_path / "out.npz")],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -21,6 +21,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_export_client
 
 from dvdgan_tf import checkpoints, config_lib, export, training
 
@@ -113,16 +114,7 @@ def test_fresh_process_load_matches_ema_generator(run, ema, tmp_path):
         "truncation": np.array([0.5, 0.0, 1.0], np.float32),
     }
     np.savez(tmp_path / "in.npz", **x)
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS, run[1], str(tmp_path / "in.npz")]
-        + [str(tmp_path / "out.npz")],
-        cwd=str(tmp_path),  # not the repo: the export must not need dvdgan_tf
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_export_client(_FRESH_PROCESS, run[1], tmp_path)
     meta = json.loads(result.stdout.strip().splitlines()[-1])
     assert meta == {"names": checkpoints.load_class_names(run[0]), "z_dim": Z_DIM}
     got = np.load(tmp_path / "out.npz")

@@ -23,7 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, run_export_client
 from evaluate_test import BUILTIN_KEYS, _StandInI3D, _StubGAN
 from export_test import _assert_videos_match, _saved_model_cli
 
@@ -409,16 +409,7 @@ def test_fresh_process_predict_matches_ema_generator(exported, ema, tmp_path):
         "z": np.random.default_rng(1).normal(size=(3, ema.z_dim)).astype(np.float32),
     }
     np.savez(tmp_path / "in.npz", **x)
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS, exported, str(tmp_path / "in.npz")]
-        + [str(tmp_path / "out.npz")],
-        cwd=str(tmp_path),  # not the repo: the export must not need dvdgan_tf
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_export_client(_FRESH_PROCESS, exported, tmp_path)
     assert result.stdout.strip().splitlines()[-1] == str(sorted(export.FP_SIGNATURES))
     got = np.load(tmp_path / "out.npz")
     want = _expected(ema, x["frames"], x["label"], x["seed"])

@@ -34,6 +34,8 @@ def checkpoint_dir(workdir: str) -> str:
 
 # Model fields renamed since a run could have saved its config: old -> new name.
 _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
+# Fields added after runs were saved, with the value that reproduces those runs.
+_ADDED_MODEL_FIELDS = {"encoder_states": "first"}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -50,6 +52,9 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     for old, new in _RENAMED_MODEL_FIELDS.items():
         if old in model:
             model.setdefault(new, model.pop(old))
+    if model:
+        for field, value in _ADDED_MODEL_FIELDS.items():
+            model.setdefault(field, value)
     return ml_collections.ConfigDict(saved)
 
 

@@ -85,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
     # generates the num_frames (T) frames that follow; clips are C + T frames long
     # (`clip_frames`) and both discriminators judge all C + T. 0 = plain generation.
     c.model.conditioning_frames = 0
+    # Which ConvGRUs the -FP frame encoder initialises: "first" (the paper's text) or
+    # "all" (each from the encoder's features at its resolution; encoder.py).
+    c.model.encoder_states = "first"
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic_actions"  # | "ucf101" | "folder:/path" | other TFDS
@@ -230,6 +233,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "DVD-GAN-FP predicts the continuation of a real clip, so its fakes take "
             "that clip's label: train.fake_labels must be 'real' when "
             f"model.conditioning_frames={cf}; received {t.fake_labels!r}"
+        )
+    if m.encoder_states not in ("first", "all"):
+        raise ValueError(
+            "model.encoder_states must be 'first' or 'all'; received "
+            f"model.encoder_states={m.encoder_states!r}"
         )
     if m.dt_pool < 1 or r % m.dt_pool:
         raise ValueError(

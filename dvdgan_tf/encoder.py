@@ -6,6 +6,8 @@
         before D_S's final ReLU, sum pooling and linear: [B*C, 4, 4, c_last]
     unfold and concatenate each example's C feature maps on channels: [B, 4, 4, C*c_last]
     SN conv1x1 -> [B, 4, 4, ch0] = the initial state of G's first ConvGRU
+    (model.encoder_states = "all": also each later GRU's state from the blocks'
+    outputs at its size, 8x8, 16x16, ..., one SN conv1x1 each; see below)
 
 Paper: "each conditioning frame goes separately through a residual network identical
 to D_S; the features are concatenated channel-wise and a 1x1 convolution reduces
@@ -21,11 +23,20 @@ blocks halve H and W except the last, so with the BigGAN tables every D_S (16x16
 ds_multipliers that would end below 4x4 is cut after the block that reaches 4x4;
 one that ends above 4x4 cannot produce the state and is refused.
 
-Later ConvGRUs (groups 2..n, at 8x8, 16x16, ...) start from zeros, as in plain
-generation: the paper only states that the encoder sets the first RNN's initial
-state, the later states have other resolutions and widths than the encoder's 4x4
-output, and the conditioning already reaches them through the first GRU's outputs,
-which are the input of every later group.
+Later ConvGRUs (groups 2..n, at 8x8, 16x16, ...), `model.encoder_states`:
+- "first" (default; the paper's text): they start from zeros, as in plain generation.
+  The paper only states that the encoder sets "the" RNN's initial state; the later
+  states have other resolutions and widths than the encoder's 4x4 output, and the
+  conditioning still reaches them through the first GRU's outputs, which are the
+  input of every later group.
+- "all" (a departure, used by the built-in FP config): every GRU starts from the
+  encoder's features at its own resolution. D_S's stack passes through every size a
+  GRU state has (R/2, R/4, ..., 4), so group i's state is the output of the last
+  encoder block at that size, concatenated over frames and reduced by its own SN 1x1
+  conv to the GRU's width. This gives G the conditioning frames' colour and
+  position at full detail (a 4x4 state must encode a shape's pixel position and
+  colour in its channels), which on the built-in dataset is what a continuation that
+  starts where the conditioning clip stops needs (BENCHMARKS.md).
 
 Parameters: the encoder is part of G (`Generator.frame_encoder`), so G's counts for
 the -FP configs in the README include it.
@@ -37,7 +48,7 @@ import keras
 import tensorflow as tf
 
 from dvdgan_tf import layers
-from dvdgan_tf.discriminators import build_dblock_stack, dblock_stack
+from dvdgan_tf.discriminators import dblock_stack
 
 STATE_SIZE = 4  # H = W of G's first ConvGRU state.
 
@@ -56,11 +67,30 @@ def encoder_num_blocks(resolution: int, multipliers) -> int:
     return n if n - 1 == halvings else halvings
 
 
+def _tap_blocks(resolution: int, blocks, sizes) -> list[int]:
+    """For each state size, the index of the last encoder block that outputs it."""
+    out_sizes, r = [], resolution
+    for block in blocks:
+        r = r // 2 if block.downsample else r
+        out_sizes.append(r)
+    taps = []
+    for s in sizes:
+        if s not in out_sizes:
+            raise ValueError(
+                f"the frame encoder's blocks output sizes {out_sizes}; a GRU state of "
+                f"{s}x{s} cannot be taken from them; received state size {s!r}"
+            )
+        taps.append(len(out_sizes) - 1 - out_sizes[::-1].index(s))
+    return taps
+
+
 class FrameEncoder(keras.layers.Layer):
-    """frames float32 [B, C, R, R, 3] in [-1, 1] -> G's first GRU state [B, 4, 4, ch0].
+    """frames float32 [B, C, R, R, 3] in [-1, 1] -> G's GRU initial states.
 
     `ch`, `multipliers`: D_S's width and channel table (model.d_ch,
-    model.ds_multipliers); `out_channels`: G's ch0.
+    model.ds_multipliers); `out_channels`: the widths of the states to produce, one
+    per ConvGRU from the first (4x4), then 8x8, 16x16, ... (an int: only the first).
+    `call` returns a list of states [B, 4, 4, c0], [B, 8, 8, c1], ...
     """
 
     def __init__(
@@ -69,7 +99,7 @@ class FrameEncoder(keras.layers.Layer):
         resolution: int,
         ch: int,
         multipliers,
-        out_channels: int,
+        out_channels,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,7 +107,10 @@ class FrameEncoder(keras.layers.Layer):
             raise ValueError(
                 f"num_frames must be >= 1; received num_frames={num_frames!r}"
             )
-        if out_channels < 1:
+        if isinstance(out_channels, int):
+            out_channels = (out_channels,)
+        out_channels = tuple(int(c) for c in out_channels)
+        if not out_channels or min(out_channels) < 1:
             raise ValueError(
                 f"out_channels must be >= 1; received out_channels={out_channels!r}"
             )
@@ -92,16 +125,39 @@ class FrameEncoder(keras.layers.Layer):
         for i, block in enumerate(blocks):  # attributes, not a list: see Generator
             setattr(self, f"block{i + 1}", block)
         self.num_blocks = num_blocks
-        self.reduce = layers.SNConv2D(out_channels, 1, name="FE_reduce")
+        self.state_sizes = tuple(STATE_SIZE * 2**i for i in range(len(out_channels)))
+        self.taps = _tap_blocks(resolution, blocks, self.state_sizes)
+        # "FE_reduce" for the first state (checkpoints of first-state-only encoders
+        # keep loading), "FE_reduce2", ... for the later GRUs.
+        for i, c in enumerate(out_channels):
+            suffix = "" if i == 0 else str(i + 1)
+            setattr(
+                self,
+                f"reduce{suffix}",
+                layers.SNConv2D(c, 1, name=f"FE_reduce{suffix}"),
+            )
 
     @property
     def blocks(self):
         return [getattr(self, f"block{i + 1}") for i in range(self.num_blocks)]
 
+    @property
+    def reductions(self):
+        return [
+            getattr(self, "reduce" if i == 0 else f"reduce{i + 1}")
+            for i in range(len(self.out_channels))
+        ]
+
     def build(self, frames_shape=None):
-        r = self.resolution
-        _, s, _, c = build_dblock_stack(self.blocks, (None, r, r, 3))
-        self.reduce.build((None, s, s, self.num_frames * c))
+        shape = (None, self.resolution, self.resolution, 3)
+        shapes = []
+        for block in self.blocks:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+            shapes.append(shape)
+        for reduce, tap in zip(self.reductions, self.taps):
+            _, s, _, c = shapes[tap]
+            reduce.build((None, s, s, self.num_frames * c))
         self.built = True
 
     def call(self, frames, training=False):
@@ -109,16 +165,27 @@ class FrameEncoder(keras.layers.Layer):
         b = tf.shape(frames)[0] if b is None else b
         x = tf.reshape(frames, [b * c, h, w, ch])  # [B*C, R, R, 3]: frames as batch
         x = tf.cast(x, self.compute_dtype)
+        outputs = []
         for block in self.blocks:
-            x = block(x, training=training)
-        _, s, _, f = x.shape  # [B*C, 4, 4, F]: before D_S's ReLU and sum pooling
-        x = tf.reshape(x, [b, c, s, s, f])  # [B, C, 4, 4, F]: unfold frames
-        x = tf.transpose(x, [0, 2, 3, 1, 4])  # [B, 4, 4, C, F]
-        x = tf.reshape(x, [b, s, s, c * f])  # [B, 4, 4, C*F]: frames on channels
-        return self.reduce(x, training=training)  # [B, 4, 4, ch0]
+            x = block(x, training=training)  # [B*C, s, s, F]
+            outputs.append(x)
+        states = []
+        for reduce, tap in zip(self.reductions, self.taps):
+            f_map = outputs[tap]  # [B*C, s, s, F]: before D_S's ReLU and sum pooling
+            _, s, _, f = f_map.shape
+            f_map = tf.reshape(f_map, [b, c, s, s, f])  # [B, C, s, s, F]: unfold frames
+            f_map = tf.transpose(f_map, [0, 2, 3, 1, 4])  # [B, s, s, C, F]
+            f_map = tf.reshape(
+                f_map, [b, s, s, c * f]
+            )  # [B, s, s, C*F]: frames on channels
+            states.append(reduce(f_map, training=training))  # [B, s, s, c_i]
+        return states
 
     def compute_output_shape(self, frames_shape):
-        return (frames_shape[0], STATE_SIZE, STATE_SIZE, self.out_channels)
+        return [
+            (frames_shape[0], s, s, c)
+            for s, c in zip(self.state_sizes, self.out_channels)
+        ]
 
     def get_config(self):
         return {

@@ -10,15 +10,16 @@
 
 DVD-GAN-FP (future prediction, paper v2 section 4.2): with conditioning_frames = C > 0
 G owns a `frame_encoder` (encoder.py) and takes `frames` [B, C, R, R, 3], the first C
-frames of a real clip; the encoder's output is the first GRU's initial state and G
-returns the T frames that follow (not the C it was given).
+frames of a real clip; the encoder's output is the first GRU's initial state (with
+`encoder_states="all"` every GRU's, see encoder.py) and G returns the T frames that
+follow (not the C it was given).
 
 Residual block (BigGAN G block): CBN-ReLU-(upsample)-conv3x3-CBN-ReLU-conv3x3, plus a
 (upsample)-conv1x1 shortcut when the width changes or the block upsamples. Choices
 where the paper is silent: the first block of a group keeps the group's input width
 and the second changes it to the group's output width (BigGAN's table); upsampling
-is nearest-neighbour (BigGAN); GRU state width = the group's input width; groups
-after the first start from a zero state (DVD-GAN-FP only seeds the first GRU).
+is nearest-neighbour (BigGAN); GRU state width = the group's input width; GRUs
+start from a zero state unless given one (DVD-GAN-FP's encoder seeds the first).
 
 Class-embedding scale: e(y) is an SN embedding (SN on every weight layer), so its
 rows have norm <= 1, while |z| ~ sqrt(z_dim) ~ 11. Fed as is, the class would move
@@ -116,7 +117,9 @@ class Generator(keras.Model):
 
     With `conditioning_frames` C > 0 (DVD-GAN-FP) also `frames` [B, C, R, R, 3];
     `encoder_ch` and `encoder_multipliers` are D_S's width and table, which the frame
-    encoder copies (unused when C = 0).
+    encoder copies (unused when C = 0); `encoder_states`: "first" (the paper: the
+    encoder sets the first GRU's state, later GRUs start from zeros) or "all" (every
+    GRU's state from the encoder's features at its resolution; encoder.py).
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class Generator(keras.Model):
         conditioning_frames: int = 0,
         encoder_ch: int | None = None,
         encoder_multipliers=None,
+        encoder_states: str = "first",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -177,7 +181,13 @@ class Generator(keras.Model):
                 f"encoder_multipliers; received encoder_ch={encoder_ch!r}, "
                 f"encoder_multipliers={encoder_multipliers!r}"
             )
+        if encoder_states not in ("first", "all"):
+            raise ValueError(
+                "encoder_states must be 'first' or 'all'; received "
+                f"encoder_states={encoder_states!r}"
+            )
         self.conditioning_frames = conditioning_frames
+        self.encoder_states = encoder_states
         self.encoder_ch = encoder_ch
         self.encoder_multipliers = (
             None
@@ -212,7 +222,11 @@ class Generator(keras.Model):
             conditional=False, momentum=bn_momentum, epsilon=bn_epsilon, name="G_out_bn"
         )
         self.out_conv = layers.SNConv2D(3, 3, name="G_out_conv")
-        self.state_shape = (4, 4, self.ch0)  # First GRU's state [H, W, C] (for -FP).
+        # Every GRU's state [H, W, C]: group i runs at 4 * 2**i with its input width.
+        self.state_shapes = tuple(
+            (4 * 2**i, 4 * 2**i, ch * m_in) for i, (m_in, _) in enumerate(multipliers)
+        )
+        self.state_shape = self.state_shapes[0]  # The first GRU's (for -FP).
         self.frame_encoder = None
         if conditioning_frames:  # A plain attribute (see above), so it is checkpointed.
             self.frame_encoder = FrameEncoder(
@@ -220,7 +234,12 @@ class Generator(keras.Model):
                 resolution,
                 encoder_ch,
                 self.encoder_multipliers,
-                self.ch0,
+                [
+                    c
+                    for _, _, c in self.state_shapes[
+                        : 1 if encoder_states == "first" else None
+                    ]
+                ],
                 name="G_frame_encoder",
             )
 
@@ -258,8 +277,9 @@ class Generator(keras.Model):
         r = self.resolution
         return (None, self.conditioning_frames, r, r, 3)
 
-    def _initial_state(self, frames, initial_state, training):
-        """The first GRU's state from `frames` (DVD-GAN-FP) or `initial_state`."""
+    def _initial_states(self, frames, initial_state, training) -> list:
+        """Each GRU's initial state (None = zeros) from `frames` (DVD-GAN-FP) or
+        `initial_state` (one tensor: the first GRU's; a list: one per GRU)."""
         frames = None if frames is None else tf.convert_to_tensor(frames)
         if self.frame_encoder is None:
             if frames is not None:
@@ -267,7 +287,16 @@ class Generator(keras.Model):
                     "this generator has conditioning_frames=0 and takes no frames; "
                     f"received frames of shape {tuple(frames.shape)}"
                 )
-            return initial_state
+            if isinstance(initial_state, (list, tuple)):
+                if len(initial_state) > len(self.grus):
+                    raise ValueError(
+                        f"initial_state has {len(initial_state)} states for "
+                        f"{len(self.grus)} ConvGRUs"
+                    )
+                states = list(initial_state)
+            else:
+                states = [initial_state]
+            return states + [None] * (len(self.grus) - len(states))
         expected = "[B, {}, {}, {}, 3]".format(*self.frames_shape[1:4])
         if frames is None:
             raise ValueError(
@@ -286,17 +315,19 @@ class Generator(keras.Model):
                 f"frames must have shape {expected} (B, C, H, W, 3); received shape "
                 f"{tuple(frames.shape)}"
             )
-        return self.frame_encoder(frames, training=training)  # [B, 4, 4, ch0]
+        states = self.frame_encoder(frames, training=training)  # [[B, 4, 4, ch0], ...]
+        return states + [None] * (len(self.grus) - len(states))
 
     def call(self, z, labels, training=False, initial_state=None, frames=None):
-        """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0].
+        """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0] (the
+        first GRU's state) or a list of per-GRU states `state_shapes` (None = zeros).
 
         frames: DVD-GAN-FP only (and then required): float32 [B, C, R, R, 3] in
         [-1, 1], the conditioning frames, encoded into the initial state. Returns
         the T generated frames [B, T, R, R, 3] in [-1, 1].
         """
         layers.check_labels(labels, self.num_classes)
-        initial_state = self._initial_state(frames, initial_state, training)
+        initial_states = self._initial_states(frames, initial_state, training)
         t = self.num_frames
         z = tf.cast(z, self.compute_dtype)
         cond = tf.concat(
@@ -309,8 +340,7 @@ class Generator(keras.Model):
             x[:, None], [1, t, 1, 1, 1]
         )  # [B, T, 4, 4, ch0]: same input each frame
         for i, gru in enumerate(self.grus):
-            h0 = initial_state if i == 0 else None
-            x = gru(x, h0, training=training)  # [B, T, H, W, C]
+            x = gru(x, initial_states[i], training=training)  # [B, T, H, W, C]
             _, _, hh, ww, cc = x.shape
             x = tf.reshape(
                 x, [b * t, hh, ww, cc]
@@ -341,6 +371,7 @@ class Generator(keras.Model):
             "conditioning_frames": self.conditioning_frames,
             "encoder_ch": self.encoder_ch,
             "encoder_multipliers": self.encoder_multipliers,
+            "encoder_states": self.encoder_states,
         }
 
     @classmethod
@@ -360,6 +391,7 @@ class Generator(keras.Model):
             conditioning_frames=m.conditioning_frames,
             encoder_ch=m.d_ch,
             encoder_multipliers=m.ds_multipliers,
+            encoder_states=m.get("encoder_states", "first"),
             name=name,
         )
         g.build()

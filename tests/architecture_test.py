@@ -64,6 +64,17 @@ def test_generator_initial_state_changes_video(models):
     y = tf.constant([0, 1])
     h0 = tf.random.normal([2, *g.state_shape], seed=4)
     assert np.abs(g(z, y).numpy() - g(z, y, initial_state=h0).numpy()).mean() > 1e-4
+    # A list sets the GRUs' states in order; None (or a short list) means zeros.
+    np.testing.assert_allclose(
+        g(z, y, initial_state=[h0]).numpy(), g(z, y, initial_state=h0).numpy()
+    )
+    h1 = tf.random.normal([2, *g.state_shapes[1]], seed=5)
+    assert (
+        np.abs(g(z, y).numpy() - g(z, y, initial_state=[None, h1]).numpy()).mean()
+        > 1e-4
+    )
+    with pytest.raises(ValueError, match=f"{len(g.grus) + 1} states for"):
+        g(z, y, initial_state=[None] * (len(g.grus) + 1))
 
 
 def test_spatial_discriminator_uses_only_sampled_frames(models):

@@ -4,6 +4,7 @@ train step on C + T frame clips, the configs and pipeline, and the train CLI."""
 import json
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -81,7 +82,7 @@ def test_encoder_is_ds_architecture_and_outputs_the_gru_state(fp_config, fp_gene
         tuple(w.shape) for b in ds.blocks for w in b.trainable_weights
     ]
     z, y, frames = _inputs(m, b=3)
-    state = enc(frames)
+    [state] = enc(frames)  # encoder_states="first": the first GRU's state only
     assert state.shape == (3, *g.state_shape)  # [B, 4, 4, ch0]
     assert g(z, y, frames=frames).shape == (3, m.num_frames, 16, 16, 3)
     # Where D_S's stack would end below 4x4 only the blocks down to 4x4 are kept.
@@ -89,6 +90,38 @@ def test_encoder_is_ds_architecture_and_outputs_the_gru_state(fp_config, fp_gene
     assert encoder_num_blocks(16, (1, 2, 2, 4)) == 2
     with pytest.raises(ValueError, match=r"multipliers=\(1, 2\)"):
         encoder_num_blocks(16, (1, 2))
+
+
+def test_encoder_states_all_gives_every_gru_its_state(fp_config):
+    m = fp_config.model
+    m.encoder_states = "all"
+    g = Generator.from_model_config(m)
+    assert g.get_config()["encoder_states"] == "all"
+    z, y, frames = _inputs(m, b=3)
+    states = g.frame_encoder(frames)
+    # runlocal is 16x16: GRUs at 4x4 (ch0) and 8x8, taken from the 4x4 output of
+    # the last block and the 8x8 output of the first.
+    assert [tuple(s.shape) for s in states] == [(3, *shape) for shape in g.state_shapes]
+    assert [s[0] for s in g.state_shapes] == [4, 8]
+    assert g.frame_encoder.taps == [2, 0]
+    # The 8x8 state reaches the video: negating its reduction (same spectral norm)
+    # changes the prediction.
+    full = g(z, y, frames=frames).numpy()
+    kernel = g.frame_encoder.reduce2.kernel
+    kernel.assign(-kernel)
+    assert np.abs(full - g(z, y, frames=frames).numpy()).mean() > 1e-4
+    with pytest.raises(ValueError, match="encoder_states='some'"):
+        Generator.from_model_config(_with(m, encoder_states="some"))
+    bad = config_lib.load_config(FP_TINY)
+    bad.model.encoder_states = "some"
+    with pytest.raises(ValueError, match="model.encoder_states='some'"):
+        config_lib.finalize(bad)
+
+
+def _with(m, **overrides):
+    m = ml_collections.ConfigDict(m.to_dict())
+    m.update(overrides)
+    return m
 
 
 def test_different_conditioning_clips_give_different_predictions(
@@ -101,7 +134,11 @@ def test_different_conditioning_clips_give_different_predictions(
     np.testing.assert_array_equal(a, fp_generator(z, y, frames=frames).numpy())
 
 
-def test_g_loss_gradients_reach_every_encoder_weight(fp_config):
+@pytest.mark.parametrize("encoder_states, reductions", [("first", 1), ("all", 2)])
+def test_g_loss_gradients_reach_every_encoder_weight(
+    fp_config, encoder_states, reductions
+):
+    fp_config.model.encoder_states = encoder_states
     gan = DVDGAN(fp_config.model)
     g = gan.generator
     weights = g.frame_encoder.trainable_weights
@@ -119,8 +156,8 @@ def test_g_loss_gradients_reach_every_encoder_weight(fp_config):
 
     grads = encoder_grads(z, y, frames)
     # Kernel and bias of: 2 convs in each of 3 blocks, the 1x1 shortcuts of the two
-    # downsampling blocks, the 1x1 reduction.
-    assert len(weights) == 2 * (3 * 2 + 2 + 1)
+    # downsampling blocks, the 1x1 reduction(s): one per state.
+    assert len(weights) == 2 * (3 * 2 + 2 + reductions)
     for w, grad in zip(weights, grads):
         assert grad is not None, w.path
         assert float(tf.reduce_max(tf.abs(grad))) > 0.0, w.path
@@ -196,11 +233,14 @@ def test_tiny_fp_fit_updates_encoder_and_both_discriminators(fp_config):
 
 
 def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
+    fp_config.model.encoder_states = "first"
     saved = json.loads(fp_config.to_json())
     saved["model"]["conditional_frames"] = saved["model"].pop("conditioning_frames")
+    del saved["model"]["encoder_states"]  # added later; older runs had "first"
     (tmp_path / "config.json").write_text(json.dumps(saved))
     loaded = checkpoints.load_workdir_config(str(tmp_path))
     assert loaded.model.conditioning_frames == 2
+    assert loaded.model.encoder_states == "first"
     assert "conditional_frames" not in loaded.model
     checkpoints.check_resume_compatible(loaded, fp_config)
 

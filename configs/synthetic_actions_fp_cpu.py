@@ -32,6 +32,10 @@ def get_config(arg: str | None = None):
     c.unlock()
     c.model.conditioning_frames = 4
     c.model.num_frames = 8  # T: frames predicted; clips are 4 + 8 frames.
+    # Every ConvGRU starts from the encoder's features at its resolution, not only
+    # the first (a departure from the paper's text: a 4x4 state cannot carry a 3-5 px
+    # shape's position and colour; better at every step in BENCHMARKS.md).
+    c.model.encoder_states = "all"
     c.train.sample_every = 500  # Real-vs-predicted GIFs of 12 fixed test clips.
     # eval.num_samples = 600 (inherited) conditioning clips; the builtin metric reads
     # 2 x 600 = all 1200 clips of the test split (see dvdgan_tf/evaluation.py).

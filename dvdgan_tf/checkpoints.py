@@ -28,6 +28,32 @@ def config_path(workdir: str) -> str:
     return os.path.join(workdir, "config.json")
 
 
+def run_time_path(workdir: str) -> str:
+    return os.path.join(workdir, "run_time.json")
+
+
+def load_run_seconds(workdir: str) -> float:
+    """Seconds spent training this run up to its last checkpoint (0 for a new run).
+
+    Written at every checkpoint, so a resumed run's clock continues from where its
+    checkpoint left it: stops and pauses between runs are not counted.
+    """
+    path = run_time_path(workdir)
+    if not tf.io.gfile.exists(path):
+        return 0.0
+    with tf.io.gfile.GFile(path) as f:
+        return float(json.load(f)["run_seconds"])
+
+
+def save_run_seconds(workdir: str, seconds: float, step: int) -> None:
+    """Records the run's training time at checkpoint `step` (write, then rename)."""
+    path = run_time_path(workdir)
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump({"run_seconds": float(seconds), "step": int(step)}, f)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
 

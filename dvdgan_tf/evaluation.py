@@ -470,9 +470,11 @@ class EvaluationCallback(keras.callbacks.Callback):
         config,
         chief: bool = True,
         raw_generator: bool = False,
+        clock=None,
         **kwargs,
     ):
         super().__init__()
+        self.clock = clock  # () -> the run's training seconds, recorded if given
         if every_steps < 1:
             raise ValueError(f"every_steps must be >= 1; received {every_steps}")
         self.every_steps = every_steps
@@ -515,6 +517,8 @@ class EvaluationCallback(keras.callbacks.Callback):
             "truncation": self.evaluator.truncation,
             "seed": self.evaluator.seed,
         }
+        if self.clock is not None:
+            info["run_seconds"] = self.clock()  # pauses between resumes excluded
         path = write_results(self.workdir, step, results, info, self.writer)
         logging.info(
             "step %d: evaluation in %.1f s -> %s\n%s",

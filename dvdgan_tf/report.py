@@ -4,8 +4,11 @@
       --out=docs/learning_curve.png
 
 Reads every `WORKDIR/eval/<step>.json` (written by the evaluation callback, config
-`eval.every`) and plots the built-in metrics against wall time since the run started
-(the `wall_time` of each record minus the run's `config.json` time). Needs matplotlib
+`eval.every`) and plots the built-in metrics against the run's training time: the
+record's `run_seconds` (time spent training, summed over resumes; pauses between a
+stop and a resume are not counted). Records written before `run_seconds` existed
+fall back to their `wall_time` minus the `config.json` time, which is only right
+for a run that was never resumed (a resume rewrites `config.json`). Needs matplotlib
 (`pip install -e ".[report]"`).
 """
 
@@ -37,10 +40,11 @@ def load_curve(workdir: str) -> list[dict]:
     for path in glob.glob(os.path.join(workdir, "eval", "*.json")):
         with open(path) as f:
             rec = json.load(f)
-        wall = rec.get("wall_time", os.path.getmtime(path))
-        rows.append(
-            {"step": rec["step"], "minutes": (wall - start) / 60, **rec["metrics"]}
-        )
+        if "run_seconds" in rec:
+            seconds = rec["run_seconds"]
+        else:
+            seconds = rec.get("wall_time", os.path.getmtime(path)) - start
+        rows.append({"step": rec["step"], "minutes": seconds / 60, **rec["metrics"]})
     return sorted(rows, key=lambda r: r["step"])
 
 

@@ -83,6 +83,9 @@ class TrainingCallback(keras.callbacks.Callback):
         self.nonfinite = False
         self._reset_metrics = False
         self._t0, self._s0 = time.time(), self.step
+        # Training time of the run across resumes (checkpoints.load_run_seconds).
+        self._run_offset = checkpoints.load_run_seconds(workdir)
+        self._run_start = time.time()
         num = min(config.model.num_classes, 16)
         self.sample_labels = np.arange(num, dtype=np.int32)
         # DVD-GAN-FP: fixed real clips [N, C+T, H, W, 3] to continue (else None).
@@ -113,7 +116,13 @@ class TrainingCallback(keras.callbacks.Callback):
         every = self.every[kind]
         return every > 0 and step - self.last[kind] >= every
 
+    def run_seconds(self) -> float:
+        """Seconds this run has trained: earlier segments' plus this process's."""
+        return self._run_offset + time.time() - self._run_start
+
     def on_train_begin(self, logs=None):
+        self._run_start = time.time()
+
         def handler(signum, frame):
             logging.warning("SIGTERM: saving a checkpoint and stopping.")
             self.sigterm = True
@@ -160,6 +169,8 @@ class TrainingCallback(keras.callbacks.Callback):
         if step == self.last.get("saved"):
             return
         path = self.manager.save(checkpoint_number=step)
+        if self.chief:
+            checkpoints.save_run_seconds(self.workdir, self.run_seconds(), step)
         self.last["checkpoint"] = self.last["saved"] = step
         logging.info("step %d: saved %s", step, path)
 
@@ -285,6 +296,7 @@ def train(
                 config,
                 chief,
                 raw_generator=config.eval.get("raw_generator", False),
+                clock=callback.run_seconds,
             )
         )
     spe = config.train.steps_per_execution

@@ -233,10 +233,13 @@ def test_evaluation_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     # with the EMA generator standing in as "raw", both sets of numbers agree.
     workdir = str(tmp_path / "w_raw")
     callback = evaluation.EvaluationCallback(
-        1, workdir, config, raw_generator=True, num_samples=12
+        1, workdir, config, raw_generator=True, num_samples=12, clock=lambda: 90.5
     )
     callback.set_model(_StubGAN(generator, raw=generator))
     results = callback.evaluate(1)
+    with open(os.path.join(workdir, "eval", "1.json")) as f:
+        assert json.load(f)["run_seconds"] == 90.5  # the training clock, if given
+    assert "run_seconds" not in record  # no clock given above
     assert set(results) == BUILTIN_KEYS | {f"raw/{k}" for k in BUILTIN_KEYS}
     for k in BUILTIN_KEYS:
         assert results[f"raw/{k}"] == pytest.approx(results[k], nan_ok=True)

@@ -40,6 +40,26 @@ def test_table_rows_sorted_by_step_with_minutes_and_raw_column(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_minutes_come_from_run_seconds_when_recorded(tmp_path):
+    # A resumed run: its config.json was rewritten at the resume, hours after the
+    # first records; run_seconds (training time, pauses excluded) is used instead.
+    w = tmp_path / "resumed"
+    os.makedirs(w / "eval")
+    (w / "config.json").write_text("{}")
+    _record(str(w), 2, 0.25)
+    for step, seconds in ((2, 120.0), (4, 300.0)):
+        path = w / "eval" / f"{step}.json"
+        rec = json.loads(path.read_text()) if path.exists() else None
+        if rec is None:
+            _record(str(w), step, 0.5)
+            rec = json.loads(path.read_text())
+        rec["run_seconds"] = seconds
+        rec["wall_time"] += 3 * 3600  # after a 3-hour pause: must not count
+        path.write_text(json.dumps(rec))
+    rows = report.load_curve(str(w))
+    assert [r["minutes"] for r in rows] == pytest.approx([2.0, 5.0])
+
+
 def test_report_command_prints_table_and_writes_plot(tmp_path):
     import subprocess
     import sys

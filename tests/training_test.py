@@ -415,6 +415,16 @@ def test_train_writes_workdir_layout(tiny_config, tmp_path):
         ).all_model_checkpoint_paths
     )
     assert steps == [2, 3]  # every 2 steps, and where the run ended
+    # The run's training clock is saved with each checkpoint and continues on resume.
+    with open(checkpoints.run_time_path(workdir)) as f:
+        first = json.load(f)
+    assert first["step"] == 3 and first["run_seconds"] > 0
+    assert checkpoints.load_run_seconds(workdir) == first["run_seconds"]
+    _train_in_process(tiny_config, workdir, num_steps=4)
+    resumed = checkpoints.load_run_seconds(workdir)
+    assert resumed > first["run_seconds"]
+    with open(checkpoints.run_time_path(workdir)) as f:
+        assert json.load(f)["step"] == 4
 
 
 def test_train_help_lists_every_flag():

@@ -123,12 +123,22 @@ def dblock_stack(
     ]
 
 
-def build_dblock_stack(blocks, shape) -> tuple:
-    """Builds 2-D `blocks` in order from input shape [N, H, W, C]; the output shape."""
+def dblock_output_shapes(blocks, shape) -> list[tuple]:
+    """Each of the 2-D `blocks`' output shape, in order, from input [N, H, W, C]."""
+    shapes = []
     for block in blocks:
-        block.build(shape)
         shape = block.compute_output_shape(shape)
-    return shape
+        shapes.append(shape)
+    return shapes
+
+
+def build_dblock_stack(blocks, shape) -> list[tuple]:
+    """Builds 2-D `blocks` in order from input shape [N, H, W, C]; returns each
+    block's output shape (the last is the stack's)."""
+    outputs = dblock_output_shapes(blocks, shape)
+    for block, block_input in zip(blocks, [shape, *outputs[:-1]]):
+        block.build(block_input)
+    return outputs
 
 
 class _ProjectionHead(keras.layers.Layer):
@@ -215,7 +225,7 @@ class SpatialDiscriminator(_BigGANDiscriminator):
 
     def build(self, video_shape, labels_shape=None):
         _, _, h, w, c = video_shape
-        shape = build_dblock_stack(self.blocks, (None, h, w, c))
+        shape = build_dblock_stack(self.blocks, (None, h, w, c))[-1]
         self.head.build((None, shape[-1]))
         self.built = True
 

@@ -48,7 +48,11 @@ import keras
 import tensorflow as tf
 
 from dvdgan_tf import layers
-from dvdgan_tf.discriminators import dblock_stack
+from dvdgan_tf.discriminators import (
+    build_dblock_stack,
+    dblock_output_shapes,
+    dblock_stack,
+)
 
 STATE_SIZE = 4  # H = W of G's first ConvGRU state.
 
@@ -67,12 +71,9 @@ def encoder_num_blocks(resolution: int, multipliers) -> int:
     return n if n - 1 == halvings else halvings
 
 
-def _tap_blocks(resolution: int, blocks, sizes) -> list[int]:
+def _tap_blocks(block_shapes, sizes) -> list[int]:
     """For each state size, the index of the last encoder block that outputs it."""
-    out_sizes, r = [], resolution
-    for block in blocks:
-        r = r // 2 if block.downsample else r
-        out_sizes.append(r)
+    out_sizes = [shape[1] for shape in block_shapes]  # [N, s, s, F] -> s
     taps = []
     for s in sizes:
         if s not in out_sizes:
@@ -82,6 +83,12 @@ def _tap_blocks(resolution: int, blocks, sizes) -> list[int]:
             )
         taps.append(len(out_sizes) - 1 - out_sizes[::-1].index(s))
     return taps
+
+
+def _reduce_name(i: int) -> str:
+    """State i's 1x1 reduction: "reduce" for the first (checkpoints of first-state-only
+    encoders keep loading), "reduce2", "reduce3", ... for the later GRUs."""
+    return "reduce" if i == 0 else f"reduce{i + 1}"
 
 
 class FrameEncoder(keras.layers.Layer):
@@ -126,16 +133,13 @@ class FrameEncoder(keras.layers.Layer):
             setattr(self, f"block{i + 1}", block)
         self.num_blocks = num_blocks
         self.state_sizes = tuple(STATE_SIZE * 2**i for i in range(len(out_channels)))
-        self.taps = _tap_blocks(resolution, blocks, self.state_sizes)
-        # "FE_reduce" for the first state (checkpoints of first-state-only encoders
-        # keep loading), "FE_reduce2", ... for the later GRUs.
+        self._block_shapes = dblock_output_shapes(
+            blocks, (None, resolution, resolution, 3)
+        )
+        self.taps = _tap_blocks(self._block_shapes, self.state_sizes)
         for i, c in enumerate(out_channels):
-            suffix = "" if i == 0 else str(i + 1)
-            setattr(
-                self,
-                f"reduce{suffix}",
-                layers.SNConv2D(c, 1, name=f"FE_reduce{suffix}"),
-            )
+            name = _reduce_name(i)
+            setattr(self, name, layers.SNConv2D(c, 1, name=f"FE_{name}"))
 
     @property
     def blocks(self):
@@ -143,20 +147,13 @@ class FrameEncoder(keras.layers.Layer):
 
     @property
     def reductions(self):
-        return [
-            getattr(self, "reduce" if i == 0 else f"reduce{i + 1}")
-            for i in range(len(self.out_channels))
-        ]
+        return [getattr(self, _reduce_name(i)) for i in range(len(self.out_channels))]
 
     def build(self, frames_shape=None):
-        shape = (None, self.resolution, self.resolution, 3)
-        shapes = []
-        for block in self.blocks:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
-            shapes.append(shape)
+        r = self.resolution
+        build_dblock_stack(self.blocks, (None, r, r, 3))
         for reduce, tap in zip(self.reductions, self.taps):
-            _, s, _, c = shapes[tap]
+            _, s, _, c = self._block_shapes[tap]
             reduce.build((None, s, s, self.num_frames * c))
         self.built = True
 

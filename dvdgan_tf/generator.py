@@ -229,17 +229,13 @@ class Generator(keras.Model):
         self.state_shape = self.state_shapes[0]  # The first GRU's (for -FP).
         self.frame_encoder = None
         if conditioning_frames:  # A plain attribute (see above), so it is checkpointed.
+            widths = [c for _, _, c in self.state_shapes]  # one per GRU state
             self.frame_encoder = FrameEncoder(
                 conditioning_frames,
                 resolution,
                 encoder_ch,
                 self.encoder_multipliers,
-                [
-                    c
-                    for _, _, c in self.state_shapes[
-                        : 1 if encoder_states == "first" else None
-                    ]
-                ],
+                widths[:1] if encoder_states == "first" else widths,
                 name="G_frame_encoder",
             )
 
@@ -280,6 +276,11 @@ class Generator(keras.Model):
     def _initial_states(self, frames, initial_state, training) -> list:
         """Each GRU's initial state (None = zeros) from `frames` (DVD-GAN-FP) or
         `initial_state` (one tensor: the first GRU's; a list: one per GRU)."""
+        states = self._given_states(frames, initial_state, training)
+        return states + [None] * (len(self.grus) - len(states))
+
+    def _given_states(self, frames, initial_state, training) -> list:
+        """The states for the first GRUs (the rest start from zeros)."""
         frames = None if frames is None else tf.convert_to_tensor(frames)
         if self.frame_encoder is None:
             if frames is not None:
@@ -293,10 +294,8 @@ class Generator(keras.Model):
                         f"initial_state has {len(initial_state)} states for "
                         f"{len(self.grus)} ConvGRUs"
                     )
-                states = list(initial_state)
-            else:
-                states = [initial_state]
-            return states + [None] * (len(self.grus) - len(states))
+                return list(initial_state)
+            return [initial_state]
         expected = "[B, {}, {}, {}, 3]".format(*self.frames_shape[1:4])
         if frames is None:
             raise ValueError(
@@ -315,8 +314,7 @@ class Generator(keras.Model):
                 f"frames must have shape {expected} (B, C, H, W, 3); received shape "
                 f"{tuple(frames.shape)}"
             )
-        states = self.frame_encoder(frames, training=training)  # [[B, 4, 4, ch0], ...]
-        return states + [None] * (len(self.grus) - len(states))
+        return self.frame_encoder(frames, training=training)  # [[B, 4, 4, ch0], ...]
 
     def call(self, z, labels, training=False, initial_state=None, frames=None):
         """z: [B, z_dim]; labels: int [B]; initial_state: optional [B, 4, 4, ch0] (the

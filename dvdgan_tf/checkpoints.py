@@ -62,6 +62,7 @@ def checkpoint_dir(workdir: str) -> str:
 _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
 # Fields added after runs were saved, with the value that reproduces those runs.
 _ADDED_MODEL_FIELDS = {"encoder_states": "first"}
+_ADDED_EVAL_FIELDS = {"standing_stats": 0}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -81,6 +82,9 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     if model:
         for field, value in _ADDED_MODEL_FIELDS.items():
             model.setdefault(field, value)
+    if saved.get("eval"):
+        for field, value in _ADDED_EVAL_FIELDS.items():
+            saved["eval"].setdefault(field, value)
     return ml_collections.ConfigDict(saved)
 
 
@@ -162,13 +166,30 @@ def checkpoint_step(path: str) -> int:
         return -1
 
 
-def load_ema_generator(workdir: str, checkpoint: str | None = None):
-    """(EMA generator, config, step) from a run's workdir, for sampling and export."""
+def load_ema_generator(
+    workdir: str, checkpoint: str | None = None, standing_stats: int | None = None
+):
+    """(EMA generator, config, step) from a run's workdir, for sampling and export.
+
+    standing_stats: batches for the BatchNorm standing statistics
+    (`dvdgan_tf.standing_stats`; None: config.eval.standing_stats, 0: the
+    checkpoint's own statistics).
+    """
     config = load_workdir_config(workdir)
+    if standing_stats is None:
+        standing_stats = config.eval.get("standing_stats", 0)
+    if standing_stats < 0:
+        raise ValueError(
+            f"standing_stats must be >= 0 (0 = off); received {standing_stats}"
+        )
     path = resolve_checkpoint(workdir, checkpoint)
     with layers.kernel_initializer("zeros"):  # weights come from the checkpoint
         g = Generator.from_model_config(config.model, name="ema_generator")
     status = tf.train.Checkpoint(ema_generator=g).read(path)
     status.expect_partial()
     status.assert_existing_objects_matched()
+    if standing_stats:
+        from dvdgan_tf import standing_stats as standing
+
+        standing.recompute(g, standing.batches_for(config, standing_stats))
     return g, config, checkpoint_step(path)

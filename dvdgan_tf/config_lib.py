@@ -123,6 +123,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.metrics = "builtin"  # comma list: builtin,fvd,fid,is
     c.eval.every = 0  # >0: evaluation callback every N train steps.
     c.eval.truncation = 0.0  # 0 = no truncation.
+    # >0: the EMA generator's BatchNorm statistics are recomputed from this many
+    # batches of eval.batch_size before it is scored, sampled or exported
+    # (dvdgan_tf/standing_stats.py); 0: the statistics kept during training.
+    c.eval.standing_stats = 0
     # The callback also scores the raw (non-EMA) generator, as "raw/<metric>":
     # shows how far the EMA lags or leads G during a run.
     c.eval.raw_generator = False
@@ -253,6 +257,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(
             f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"
+        )
+    ss = c.eval.get("standing_stats", 0)
+    if not isinstance(ss, int) or isinstance(ss, bool) or ss < 0:
+        raise ValueError(
+            "eval.standing_stats must be an int >= 0 (batches; 0 = off); received "
+            f"eval.standing_stats={ss!r}"
         )
     if str(c.runtime.jit_compile).lower() not in ("auto", "true", "false"):
         raise ValueError(

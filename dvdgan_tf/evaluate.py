@@ -10,7 +10,7 @@
   python -m dvdgan_tf.evaluate --workdir=DIR --metrics=is --c3d_path=/data/c3d_ucf101
 
 Writes DIR/eval/<step>.json and TensorBoard scalars under DIR/tb/eval, and prints
-a table. Defaults (--num_samples, --metrics, --truncation) come from the run's
+a table. Defaults (--num_samples, --metrics, --truncation, --standing_stats) come from the run's
 config `eval` section. Protocols: `dvdgan_tf/evaluation.py`.
 
 DVD-GAN-FP runs (future prediction) take the same command: G continues
@@ -64,6 +64,12 @@ _TRUNCATION = flags.DEFINE_float(
     "truncation", None, "Truncation threshold of z; 0 = none (default: config)."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the latents.")
+_STANDING_STATS = flags.DEFINE_integer(
+    "standing_stats",
+    None,
+    "Batches for the EMA generator's BatchNorm standing statistics; 0 = the "
+    "checkpoint's statistics (default: config.eval.standing_stats).",
+)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Batch size (default: config.eval.batch_size)."
 )
@@ -88,6 +94,7 @@ def main(argv):
             batch_size=_BATCH_SIZE.value,
             truncation=_TRUNCATION.value,
             seed=_SEED.value,
+            standing_stats=_STANDING_STATS.value,
             i3d_path=_I3D_PATH.value,
             inception_path=_INCEPTION_PATH.value,
             c3d_path=_C3D_PATH.value,

@@ -428,25 +428,30 @@ def evaluate_workdir(
     workdir: str,
     checkpoint: str | None = None,
     metrics: str | Sequence[str] | None = None,
+    standing_stats: int | None = None,
     **evaluator_kwargs,
 ) -> tuple[str, dict, int]:
     """Evaluates a run's EMA generator; writes eval/<step>.json and TB scalars.
 
-    metrics None: config.eval.metrics. Other arguments go to `Evaluator`.
-    Returns (json path, results, step).
+    metrics None: config.eval.metrics. standing_stats: batches for BatchNorm
+    standing statistics (None: config.eval.standing_stats; 0: off). Other
+    arguments go to `Evaluator`. Returns (json path, results, step).
     """
     from dvdgan_tf import checkpoints
 
     config = checkpoints.load_workdir_config(workdir)
     path = checkpoints.resolve_checkpoint(workdir, checkpoint)
     evaluator = Evaluator(config, metrics or config.eval.metrics, **evaluator_kwargs)
-    generator, _, step = checkpoints.load_ema_generator(workdir, path)
+    if standing_stats is None:
+        standing_stats = config.eval.get("standing_stats", 0)
+    generator, _, step = checkpoints.load_ema_generator(workdir, path, standing_stats)
     results = evaluator(generator)
     info = {
         "checkpoint": path,
         "num_samples": evaluator.num_samples,
         "truncation": evaluator.truncation,
         "seed": evaluator.seed,
+        "standing_stats": standing_stats,
     }
     return write_results(workdir, step, results, info), results, step
 
@@ -471,9 +476,16 @@ class EvaluationCallback(keras.callbacks.Callback):
         chief: bool = True,
         raw_generator: bool = False,
         clock=None,
+        standing_stats: int = 0,
         **kwargs,
     ):
         super().__init__()
+        if standing_stats < 0:
+            raise ValueError(
+                f"standing_stats must be >= 0 (0 = off); received {standing_stats}"
+            )
+        self.standing_stats = standing_stats
+        self._standing_batches = None  # Built once: the same inputs at every eval.
         self.clock = clock  # () -> the run's training seconds, recorded if given
         if every_steps < 1:
             raise ValueError(f"every_steps must be >= 1; received {every_steps}")
@@ -500,6 +512,20 @@ class EvaluationCallback(keras.callbacks.Callback):
             self.last_step = step
             self.evaluate(step)
 
+    def _score_ema(self) -> dict:
+        """Scores the EMA generator, with standing statistics put back afterwards."""
+        g = self.model.ema_generator
+        if not self.standing_stats:
+            return self.evaluator(g)
+        from dvdgan_tf import standing_stats as standing
+
+        if self._standing_batches is None:
+            self._standing_batches = standing.batches_for(
+                self.evaluator.config, self.standing_stats, self.evaluator.batch_size
+            )
+        with standing.standing_statistics(g, self._standing_batches):
+            return self.evaluator(g)
+
     def evaluate(self, step: int) -> dict:
         """Runs the evaluation now and writes its outputs; returns the results."""
         if self.writer is None:
@@ -507,7 +533,7 @@ class EvaluationCallback(keras.callbacks.Callback):
                 os.path.join(self.workdir, "tb", "eval")
             )
         start = time.time()
-        results = self.evaluator(self.model.ema_generator)
+        results = self._score_ema()
         if self.raw_generator:
             raw = self.evaluator(self.model.generator)
             results.update({f"raw/{k}": v for k, v in raw.items()})
@@ -516,6 +542,7 @@ class EvaluationCallback(keras.callbacks.Callback):
             "num_samples": self.evaluator.num_samples,
             "truncation": self.evaluator.truncation,
             "seed": self.evaluator.seed,
+            "standing_stats": self.standing_stats,
         }
         if self.clock is not None:
             info["run_seconds"] = self.clock()  # pauses between resumes excluded

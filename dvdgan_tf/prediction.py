@@ -78,6 +78,7 @@ def dataset_clips(
     num: int,
     batch_size: int = 16,
     classes: Sequence[int] | None = None,
+    splits: Sequence[str] = DATASET_SPLITS,
 ) -> Clips:
     """`num` real clips of the run's dataset (module docstring).
 
@@ -86,6 +87,7 @@ def dataset_clips(
 
     Without `classes`: fewer only when both splits are smaller (logged). With
     `classes`: ValueError when a class has too few clips in the test and train splits.
+    `splits`: the splits tried, in order (standing statistics read only "train").
     """
     from dvdgan_tf import data
 
@@ -94,7 +96,7 @@ def dataset_clips(
     wanted = None if classes is None or not len(classes) else _quota(classes, num)
     batch_size = max(1, min(batch_size, num))
     best = None
-    for split in DATASET_SPLITS:
+    for split in splits:
         try:
             # Batches of 1, rebatched: build_dataset drops a partial last batch
             # (static shapes for training), which would hide the split's last clips.
@@ -112,7 +114,7 @@ def dataset_clips(
     if best is None or (wanted is None and not best[2]):
         raise ValueError(
             f"no real clips from data.name={config.data.name!r} (tried the "
-            f"{' and '.join(DATASET_SPLITS)} splits)"
+            f"{' and '.join(splits)} splits)"
         )
     split, found, count = best
     if wanted is None:
@@ -125,7 +127,7 @@ def dataset_clips(
         if missing:
             raise ValueError(
                 f"not enough real clips of the requested classes in the "
-                f"{' and '.join(DATASET_SPLITS)} splits of data.name="
+                f"{' and '.join(splits)} splits of data.name="
                 f"{config.data.name!r}: missing {missing} (class id: clips short)"
             )
         taken = {k: iter(found[k]) for k in set(wanted)}

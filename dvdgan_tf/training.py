@@ -297,6 +297,7 @@ def train(
                 chief,
                 raw_generator=config.eval.get("raw_generator", False),
                 clock=callback.run_seconds,
+                standing_stats=config.eval.get("standing_stats", 0),
             )
         )
     spe = config.train.steps_per_execution

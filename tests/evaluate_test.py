@@ -244,6 +244,46 @@ def test_evaluation_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     for k in BUILTIN_KEYS:
         assert results[f"raw/{k}"] == pytest.approx(results[k], nan_ok=True)
 
+    # standing_stats=N: the EMA generator is scored with recomputed BN statistics,
+    # and the running model's statistics are put back afterwards.
+    workdir = str(tmp_path / "w_standing")
+    callback = evaluation.EvaluationCallback(
+        1, workdir, config, num_samples=12, standing_stats=2
+    )
+    callback.set_model(_StubGAN(generator))
+    before = [v.numpy() for v in generator.non_trainable_variables]
+    standing = callback.evaluate(1)
+    for a, v in zip(before, generator.non_trainable_variables):
+        np.testing.assert_array_equal(a, v.numpy())
+    assert standing["builtin/frechet"] != pytest.approx(results["builtin/frechet"])
+    with open(os.path.join(workdir, "eval", "1.json")) as f:
+        assert json.load(f)["standing_stats"] == 2
+    with pytest.raises(
+        ValueError, match=r"standing_stats must be >= 0 \(0 = off\); received -1"
+    ):
+        evaluation.EvaluationCallback(1, workdir, config, standing_stats=-1)
+
+
+def test_loader_and_evaluate_take_standing_stats(run_dir, cache_dir, monkeypatch):
+    from dvdgan_tf import checkpoints, standing_stats
+
+    monkeypatch.setenv("DVDGAN_TF_CACHE", cache_dir)
+    plain, config, _ = checkpoints.load_ema_generator(run_dir, standing_stats=0)
+    assert config.eval.standing_stats > 0  # the built-in config's default
+    default, _, _ = checkpoints.load_ema_generator(run_dir)
+    two, _, _ = checkpoints.load_ema_generator(run_dir, standing_stats=2)
+    means = [
+        [bn.moving_mean.numpy() for bn in standing_stats._batch_norms(g)]
+        for g in (plain, default, two)
+    ]
+    assert not np.allclose(means[0][0], means[1][0])  # recomputed by default
+    assert not np.allclose(means[1][0], means[2][0])  # 2 batches != the default's
+    with pytest.raises(ValueError, match="standing_stats must be >= 0"):
+        checkpoints.load_ema_generator(run_dir, standing_stats=-2)
+    path, _, _ = evaluation.evaluate_workdir(run_dir, num_samples=12, standing_stats=0)
+    with open(path) as f:
+        assert json.load(f)["standing_stats"] == 0
+
 
 # ---------------------------------------------------------------- the command
 

@@ -124,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.every = 0  # >0: evaluation callback every N train steps.
     c.eval.truncation = 0.0  # 0 = no truncation.
     # >0: the EMA generator's BatchNorm statistics are recomputed from this many
-    # batches of eval.batch_size before it is scored, sampled or exported
+    # batches of train.batch_size before it is scored, sampled or exported
     # (dvdgan_tf/standing_stats.py); 0: the statistics kept during training.
     c.eval.standing_stats = 0
     # The callback also scores the raw (non-EMA) generator, as "raw/<metric>":
@@ -162,6 +162,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.shuffle_buffer = 32
     c.eval.num_samples = 8
     c.eval.batch_size = 4
+    c.eval.standing_stats = min(c.eval.get("standing_stats", 0), 4)
     return c
 
 

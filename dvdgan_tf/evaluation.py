@@ -521,7 +521,7 @@ class EvaluationCallback(keras.callbacks.Callback):
 
         if self._standing_batches is None:
             self._standing_batches = standing.batches_for(
-                self.evaluator.config, self.standing_stats, self.evaluator.batch_size
+                self.evaluator.config, self.standing_stats
             )
         with standing.standing_statistics(g, self._standing_batches):
             return self.evaluator(g)

@@ -9,8 +9,9 @@ current weights: N training-mode forwards, each with fresh z and labels (and rea
 conditioning frames for DVD-GAN-FP), give per-batch means and variances whose
 averages become every BN layer's moving mean and variance. Nothing else changes:
 the spectral-norm vectors that a training-mode forward would also update are put
-back. On the built-in dataset this lowers the EMA generator's Fréchet distance by
-~20% at the same class accuracy (BENCHMARKS.md).
+back. The estimate needs many batches: on the built-in dataset the EMA generator's
+Fréchet distance moves by ~2 (of ~7) between two draws of 128 batches of 8, and
+settles with 512 (BENCHMARKS.md).
 
   recompute(generator, batches)             in place; batches of (z, labels, frames)
   with standing_statistics(generator, batches):   ... restored on exit
@@ -18,7 +19,7 @@ back. On the built-in dataset this lowers the EMA generator's Fréchet distance 
                                             DVD-GAN-FP the first C frames of real
                                             training clips
 
-`config.eval.standing_stats` (a number of batches of `eval.batch_size`; 0 = off)
+`config.eval.standing_stats` (a number of batches of `train.batch_size`; 0 = off)
 switches it on for the evaluation callback and for everything that loads a run's
 EMA generator (`checkpoints.load_ema_generator`: evaluate, sample, export).
 """
@@ -64,9 +65,13 @@ def recompute(generator, batches: Iterable[Batch]) -> int:
     try:
         for bn in bns:
             bn.momentum = 0.0  # moving statistics := this batch's statistics
+        # Traced after momentum is set to 0 (read at trace time); one trace per call.
+        forward = tf.function(
+            lambda z, y, **kw: generator(z, y, training=True, **kw), autograph=False
+        )
         for z, labels, frames in batches:
             kwargs = {} if frames is None else {"frames": tf.constant(frames)}
-            generator(tf.constant(z), tf.constant(labels), training=True, **kwargs)
+            forward(tf.constant(z), tf.constant(labels), **kwargs)
             for s, bn in zip(sums, bns):
                 s[0] = s[0] + bn.moving_mean.numpy()
                 s[1] = s[1] + bn.moving_variance.numpy()
@@ -105,14 +110,17 @@ def batches_for(
     """`num_batches` batches of G's inputs for `recompute`, drawn like training's.
 
     z ~ N(0, 1) [B, z_dim], labels uniform over the classes [B] (0 for a one-class
-    run), B = `batch_size` or config.eval.batch_size. DVD-GAN-FP
+    run), B = `batch_size` or config.train.batch_size: G's BatchNorm normalised
+    batches of that size in training, and a batch's variance depends on it (the
+    positions of one clip are strongly correlated, so it is ~(B-1)/B of the
+    population's); other sizes change the samples (BENCHMARKS.md). DVD-GAN-FP
     (model.conditioning_frames C > 0): the first C frames of real clips of the
     training split, [B, C, H, W, 3] in [-1, 1]; the test split is what evaluation
     scores, so it stays out of the statistics.
     """
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1; received {num_batches}")
-    b = int(batch_size or config.eval.batch_size)
+    b = int(batch_size or config.train.batch_size)
     if b < 1:
         raise ValueError(f"batch_size must be >= 1; received {b}")
     m = config.model

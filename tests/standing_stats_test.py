@@ -109,6 +109,9 @@ def test_config_validation_and_old_workdirs(tmp_path):
     config = config_lib.load_config(TINY)
     assert config_lib.base_config().eval.standing_stats == 0  # paper-agnostic default
     assert config.eval.standing_stats > 0  # the built-in dataset's configs use it
+    # Batches default to training's size: the size G's BatchNorm normalised.
+    ((z, y, _),) = standing_stats.batches_for(config, 1)
+    assert z.shape[0] == y.shape[0] == config.train.batch_size
     bad = config_lib.load_config(TINY)
     bad.eval.standing_stats = -3
     with pytest.raises(ValueError, match="eval.standing_stats=-3"):

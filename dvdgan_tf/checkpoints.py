@@ -21,6 +21,7 @@ import ml_collections
 import tensorflow as tf
 
 from dvdgan_tf import layers
+from dvdgan_tf import standing_stats as standing
 from dvdgan_tf.generator import Generator
 
 
@@ -176,12 +177,7 @@ def load_ema_generator(
     checkpoint's own statistics).
     """
     config = load_workdir_config(workdir)
-    if standing_stats is None:
-        standing_stats = config.eval.get("standing_stats", 0)
-    if standing_stats < 0:
-        raise ValueError(
-            f"standing_stats must be >= 0 (0 = off); received {standing_stats}"
-        )
+    standing_stats = standing.num_batches(config, standing_stats)
     path = resolve_checkpoint(workdir, checkpoint)
     with layers.kernel_initializer("zeros"):  # weights come from the checkpoint
         g = Generator.from_model_config(config.model, name="ema_generator")
@@ -189,7 +185,5 @@ def load_ema_generator(
     status.expect_partial()
     status.assert_existing_objects_matched()
     if standing_stats:
-        from dvdgan_tf import standing_stats as standing
-
         standing.recompute(g, standing.batches_for(config, standing_stats))
     return g, config, checkpoint_step(path)

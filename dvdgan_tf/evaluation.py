@@ -438,12 +438,12 @@ def evaluate_workdir(
     arguments go to `Evaluator`. Returns (json path, results, step).
     """
     from dvdgan_tf import checkpoints
+    from dvdgan_tf import standing_stats as standing
 
     config = checkpoints.load_workdir_config(workdir)
     path = checkpoints.resolve_checkpoint(workdir, checkpoint)
     evaluator = Evaluator(config, metrics or config.eval.metrics, **evaluator_kwargs)
-    if standing_stats is None:
-        standing_stats = config.eval.get("standing_stats", 0)
+    standing_stats = standing.num_batches(config, standing_stats)
     generator, _, step = checkpoints.load_ema_generator(workdir, path, standing_stats)
     results = evaluator(generator)
     info = {
@@ -476,15 +476,13 @@ class EvaluationCallback(keras.callbacks.Callback):
         chief: bool = True,
         raw_generator: bool = False,
         clock=None,
-        standing_stats: int = 0,
+        standing_stats: int | None = 0,
         **kwargs,
     ):
         super().__init__()
-        if standing_stats < 0:
-            raise ValueError(
-                f"standing_stats must be >= 0 (0 = off); received {standing_stats}"
-            )
-        self.standing_stats = standing_stats
+        from dvdgan_tf import standing_stats as standing
+
+        self.standing_stats = standing.num_batches(config, standing_stats)
         self._standing_batches = None  # Built once: the same inputs at every eval.
         self.clock = clock  # () -> the run's training seconds, recorded if given
         if every_steps < 1:
@@ -513,7 +511,7 @@ class EvaluationCallback(keras.callbacks.Callback):
             self.evaluate(step)
 
     def _score_ema(self) -> dict:
-        """Scores the EMA generator, with standing statistics put back afterwards."""
+        """Scores the EMA generator; its statistics are put back afterwards."""
         g = self.model.ema_generator
         if not self.standing_stats:
             return self.evaluator(g)

@@ -37,6 +37,16 @@ from dvdgan_tf import layers
 Batch = tuple  # (z [B, z_dim], labels [B], frames [B, C, H, W, 3] or None)
 
 
+def num_batches(config, requested: int | None = None) -> int:
+    """`requested`, or config.eval.standing_stats when None (0: off); >= 0 checked."""
+    n = config.eval.get("standing_stats", 0) if requested is None else requested
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise ValueError(
+            f"standing_stats must be an int >= 0 (0 = off); received {n!r}"
+        )
+    return int(n)
+
+
 def _batch_norms(generator) -> list[layers.ConditionalBatchNorm]:
     return [
         layer

@@ -259,7 +259,7 @@ def test_evaluation_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     with open(os.path.join(workdir, "eval", "1.json")) as f:
         assert json.load(f)["standing_stats"] == 2
     with pytest.raises(
-        ValueError, match=r"standing_stats must be >= 0 \(0 = off\); received -1"
+        ValueError, match=r"standing_stats must be an int >= 0 \(0 = off\); received -1"
     ):
         evaluation.EvaluationCallback(1, workdir, config, standing_stats=-1)
 
@@ -278,7 +278,7 @@ def test_loader_and_evaluate_take_standing_stats(run_dir, cache_dir, monkeypatch
     ]
     assert not np.allclose(means[0][0], means[1][0])  # recomputed by default
     assert not np.allclose(means[1][0], means[2][0])  # 2 batches != the default's
-    with pytest.raises(ValueError, match="standing_stats must be >= 0"):
+    with pytest.raises(ValueError, match="standing_stats must be an int >= 0"):
         checkpoints.load_ema_generator(run_dir, standing_stats=-2)
     path, _, _ = evaluation.evaluate_workdir(run_dir, num_samples=12, standing_stats=0)
     with open(path) as f:

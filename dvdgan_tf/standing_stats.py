@@ -60,15 +60,15 @@ def recompute(generator, batches: Iterable[Batch]) -> int:
 
     Each batch is one training-mode forward with momentum 0 (so the moving
     statistics hold that batch's mean and variance, read back after it). All other
-    non-trainable state (spectral-norm vectors, sigma) is restored afterwards.
+    non-trainable state (spectral-norm vectors, sigma) is restored afterwards, and
+    on an error (a bad batch) the BN statistics too: G is never left half-updated.
     Returns the number of batches; ValueError when there is none or G has no BN.
     """
     bns = _batch_norms(generator)
     if not bns:
         raise ValueError(f"generator {generator.name!r} has no BatchNorm layer")
-    bn_vars = {id(v) for bn in bns for v in (bn.moving_mean, bn.moving_variance)}
-    others = [v for v in generator.non_trainable_variables if id(v) not in bn_vars]
-    kept = [tf.identity(v) for v in others]
+    state = list(generator.non_trainable_variables)
+    kept = [tf.identity(v) for v in state]
     momenta = [bn.momentum for bn in bns]
     sums = [[np.zeros(bn.moving_mean.shape, np.float64)] * 2 for bn in bns]
     count = 0
@@ -89,8 +89,8 @@ def recompute(generator, batches: Iterable[Batch]) -> int:
     finally:
         for bn, m in zip(bns, momenta):
             bn.momentum = m
-        for v, value in zip(others, kept):
-            v.assign(value)
+        for v, value in zip(state, kept):
+            v.assign(value)  # the BN statistics are set below, on success
     if not count:
         raise ValueError("standing statistics need at least one batch; received none")
     for (mean, var), bn in zip(sums, bns):

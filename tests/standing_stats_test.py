@@ -72,6 +72,13 @@ def test_statistics_are_the_average_over_batches_and_sn_is_untouched():
         assert bn.momentum == 0.99  # restored
     with pytest.raises(ValueError, match="at least one batch; received none"):
         standing_stats.recompute(g, [])
+    # A bad batch (wrong z width) fails without touching any statistic.
+    state = [v.numpy() for v in g.non_trainable_variables]
+    z, y, _ = b1
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        standing_stats.recompute(g, [b1, (z[:, :3], y, None)])
+    for a, v in zip(state, g.non_trainable_variables):
+        np.testing.assert_array_equal(a, v.numpy())
     with pytest.raises(ValueError, match="num_batches must be >= 1; received 0"):
         standing_stats.batches_for(config, 0)
 

@@ -43,7 +43,7 @@ def get_config(arg: str | None = None):
     c.eval.every = 500
     c.eval.raw_generator = True  # Also score G itself: shows the EMA's lag.
     # BatchNorm standing statistics for the EMA generator from 256 batches of 8
-    # (~10 s): scores the averaged weights with their own statistics, not the
+    # (~18 s per evaluation): scores the averaged weights with their own statistics, not the
     # moving averages that trail them (BENCHMARKS.md).
     c.eval.standing_stats = 256
     return config_lib.finish(c, arg)

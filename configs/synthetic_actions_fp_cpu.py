@@ -36,6 +36,11 @@ def get_config(arg: str | None = None):
     # the first (a departure from the paper's text: a 4x4 state cannot carry a 3-5 px
     # shape's position and colour; better at every step in BENCHMARKS.md).
     c.model.encoder_states = "all"
+    # The encoder's convs mirror the frame at its borders instead of padding with
+    # zeros (a departure from D_S): with zero padding a flat background encodes to a
+    # border pattern that G drew into its predictions as a fixed shadow, the same
+    # for every clip (encoder.py, BENCHMARKS.md).
+    c.model.encoder_padding = "reflect"
     c.train.sample_every = 500  # Real-vs-predicted GIFs of 12 fixed test clips.
     # eval.num_samples = 600 (inherited) conditioning clips; the builtin metric reads
     # 2 x 600 = all 1200 clips of the test split (see dvdgan_tf/evaluation.py).

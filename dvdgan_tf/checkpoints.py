@@ -62,7 +62,7 @@ def checkpoint_dir(workdir: str) -> str:
 # Model fields renamed since a run could have saved its config: old -> new name.
 _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
 # Fields added after runs were saved, with the value that reproduces those runs.
-_ADDED_MODEL_FIELDS = {"encoder_states": "first"}
+_ADDED_MODEL_FIELDS = {"encoder_states": "first", "encoder_padding": "zeros"}
 _ADDED_EVAL_FIELDS = {"standing_stats": 0}
 
 

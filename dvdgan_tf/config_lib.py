@@ -88,6 +88,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Which ConvGRUs the -FP frame encoder initialises: "first" (the paper's text) or
     # "all" (each from the encoder's features at its resolution; encoder.py).
     c.model.encoder_states = "first"
+    # The -FP frame encoder's conv padding: "zeros" (D_S's) or "reflect" (a flat
+    # frame then gives spatially constant states; encoder.py).
+    c.model.encoder_padding = "zeros"
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic_actions"  # | "ucf101" | "folder:/path" | other TFDS
@@ -243,6 +246,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(
             "model.encoder_states must be 'first' or 'all'; received "
             f"model.encoder_states={m.encoder_states!r}"
+        )
+    if m.encoder_padding not in ("zeros", "reflect"):
+        raise ValueError(
+            "model.encoder_padding must be 'zeros' or 'reflect'; received "
+            f"model.encoder_padding={m.encoder_padding!r}"
         )
     if m.dt_pool < 1 or r % m.dt_pool:
         raise ValueError(

@@ -40,7 +40,10 @@ def _avg_pool_hw(x: tf.Tensor) -> tf.Tensor:
 
 
 class DBlock(keras.layers.Layer):
-    """BigGAN D block, 2-D ([N, H, W, C]) or 3-D ([N, T, H, W, C], 3x3x3 convs)."""
+    """BigGAN D block, 2-D ([N, H, W, C]) or 3-D ([N, T, H, W, C], 3x3x3 convs).
+
+    padding: the 3x3 convs' ("zeros", D's; "reflect", see layers._SNConv).
+    """
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class DBlock(keras.layers.Layer):
         downsample: bool,
         optimized: bool = False,
         rank: int = 2,
+        padding: str = "zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,12 +61,13 @@ class DBlock(keras.layers.Layer):
         self.downsample = downsample
         self.optimized = optimized
         self.rank = rank
+        self.padding = padding
 
     def build(self, x_shape):
         conv = layers.SNConv2D if self.rank == 2 else layers.SNConv3D
         c_in = x_shape[-1]
-        self.conv1 = conv(self.out_channels, 3, name="conv1")
-        self.conv2 = conv(self.out_channels, 3, name="conv2")
+        self.conv1 = conv(self.out_channels, 3, padding=self.padding, name="conv1")
+        self.conv2 = conv(self.out_channels, 3, padding=self.padding, name="conv2")
         self.conv1.build(x_shape)
         self.conv2.build((*x_shape[:-1], self.out_channels))
         self.learnable_sc = c_in != self.out_channels or self.downsample
@@ -98,17 +103,23 @@ class DBlock(keras.layers.Layer):
             "downsample": self.downsample,
             "optimized": self.optimized,
             "rank": self.rank,
+            "padding": self.padding,
         }
 
 
 def dblock_stack(
-    ch: int, multipliers, prefix: str, num_blocks: int | None = None, block_rank=None
+    ch: int,
+    multipliers,
+    prefix: str,
+    num_blocks: int | None = None,
+    block_rank=None,
+    padding: str = "zeros",
 ) -> list[DBlock]:
     """BigGAN D's residual stack: block i is `{prefix}_B{i+1}`, ch * multipliers[i] wide.
 
     The first block is optimised and every block but the table's last halves H and
     W. `num_blocks` keeps only the first blocks (the DVD-GAN-FP frame encoder);
-    `block_rank(i)` gives each block's rank (default 2).
+    `block_rank(i)` gives each block's rank (default 2); `padding`: the convs'.
     """
     n = len(multipliers)
     return [
@@ -117,6 +128,7 @@ def dblock_stack(
             downsample=i < n - 1,
             optimized=i == 0,
             rank=2 if block_rank is None else block_rank(i),
+            padding=padding,
             name=f"{prefix}_B{i + 1}",
         )
         for i, m in enumerate(multipliers[:num_blocks])

@@ -38,6 +38,19 @@ Later ConvGRUs (groups 2..n, at 8x8, 16x16, ...), `model.encoder_states`:
   colour in its channels), which on the built-in dataset is what a continuation that
   starts where the conditioning clip stops needs (BENCHMARKS.md).
 
+Padding, `model.encoder_padding`:
+- "zeros" (default): D_S's convolutions as they are ('SAME' zero padding).
+- "reflect" (a departure, used by the built-in FP config): the encoder's 3x3 convs
+  mirror their input at the borders instead. With zero padding a frame's border is
+  an edge between the frame and zeros, so a flat background (the built-in dataset's,
+  any shade but exactly 0 in [-1, 1]) gives states with a strong spatial pattern: at
+  4x4 every cell touches a border. In run `fp_cpu_v2_s0` (step 4,422) G drew that
+  pattern into its first predicted frames as a U-shaped shadow, the same for every
+  clip and also for conditioning frames without any shape; zeroing the 4x4 state
+  removed it (BENCHMARKS.md). With reflect padding a flat frame gives spatially
+  constant states, so the states carry the background's shade and the shape, not the
+  frame's borders.
+
 Parameters: the encoder is part of G (`Generator.frame_encoder`), so G's counts for
 the -FP configs in the README include it.
 """
@@ -96,7 +109,8 @@ class FrameEncoder(keras.layers.Layer):
 
     `ch`, `multipliers`: D_S's width and channel table (model.d_ch,
     model.ds_multipliers); `out_channels`: the widths of the states to produce, one
-    per ConvGRU from the first (4x4), then 8x8, 16x16, ... (an int: only the first).
+    per ConvGRU from the first (4x4), then 8x8, 16x16, ... (an int: only the first);
+    `padding`: the residual blocks' 3x3 convs', "zeros" or "reflect" (see above).
     `call` returns a list of states [B, 4, 4, c0], [B, 8, 8, c1], ...
     """
 
@@ -107,6 +121,7 @@ class FrameEncoder(keras.layers.Layer):
         ch: int,
         multipliers,
         out_channels,
+        padding: str = "zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,8 +142,11 @@ class FrameEncoder(keras.layers.Layer):
         self.ch = ch
         self.multipliers = multipliers
         self.out_channels = out_channels
+        self.padding = padding
         num_blocks = encoder_num_blocks(resolution, multipliers)
-        blocks = dblock_stack(ch, multipliers, "FE", num_blocks=num_blocks)
+        blocks = dblock_stack(
+            ch, multipliers, "FE", num_blocks=num_blocks, padding=padding
+        )
         for i, block in enumerate(blocks):  # attributes, not a list: see Generator
             setattr(self, f"block{i + 1}", block)
         self.num_blocks = num_blocks
@@ -192,4 +210,5 @@ class FrameEncoder(keras.layers.Layer):
             "ch": self.ch,
             "multipliers": self.multipliers,
             "out_channels": self.out_channels,
+            "padding": self.padding,
         }

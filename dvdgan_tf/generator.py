@@ -119,7 +119,8 @@ class Generator(keras.Model):
     `encoder_ch` and `encoder_multipliers` are D_S's width and table, which the frame
     encoder copies (unused when C = 0); `encoder_states`: "first" (the paper: the
     encoder sets the first GRU's state, later GRUs start from zeros) or "all" (every
-    GRU's state from the encoder's features at its resolution; encoder.py).
+    GRU's state from the encoder's features at its resolution; encoder.py);
+    `encoder_padding`: the encoder's convs', "zeros" (D_S's) or "reflect" (encoder.py).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class Generator(keras.Model):
         encoder_ch: int | None = None,
         encoder_multipliers=None,
         encoder_states: str = "first",
+        encoder_padding: str = "zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -186,8 +188,14 @@ class Generator(keras.Model):
                 "encoder_states must be 'first' or 'all'; received "
                 f"encoder_states={encoder_states!r}"
             )
+        if encoder_padding not in layers.PADDINGS:
+            raise ValueError(
+                f"encoder_padding must be one of {layers.PADDINGS}; received "
+                f"encoder_padding={encoder_padding!r}"
+            )
         self.conditioning_frames = conditioning_frames
         self.encoder_states = encoder_states
+        self.encoder_padding = encoder_padding
         self.encoder_ch = encoder_ch
         self.encoder_multipliers = (
             None
@@ -236,6 +244,7 @@ class Generator(keras.Model):
                 encoder_ch,
                 self.encoder_multipliers,
                 widths[:1] if encoder_states == "first" else widths,
+                padding=encoder_padding,
                 name="G_frame_encoder",
             )
 
@@ -370,6 +379,7 @@ class Generator(keras.Model):
             "encoder_ch": self.encoder_ch,
             "encoder_multipliers": self.encoder_multipliers,
             "encoder_states": self.encoder_states,
+            "encoder_padding": self.encoder_padding,
         }
 
     @classmethod
@@ -390,6 +400,7 @@ class Generator(keras.Model):
             encoder_ch=m.d_ch,
             encoder_multipliers=m.ds_multipliers,
             encoder_states=m.get("encoder_states", "first"),
+            encoder_padding=m.get("encoder_padding", "zeros"),
             name=name,
         )
         g.build()

@@ -179,13 +179,27 @@ class SNEmbedding(_SpectralNorm):
         }
 
 
+PADDINGS = ("zeros", "reflect")
+
+
 class _SNConv(_SpectralNorm):
-    """Spectrally normalised convolution, 'SAME' padding, stride 1."""
+    """Spectrally normalised convolution, stride 1, output size = input size.
+
+    padding: "zeros" ('SAME', the paper's and BigGAN's) or "reflect" (the input is
+    mirrored at its borders, without repeating the edge, before a 'VALID' conv, so
+    a constant input gives a constant output; used by the DVD-GAN-FP frame encoder
+    on request, see encoder.py).
+    """
 
     rank = 2
 
     def __init__(
-        self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        use_bias: bool = True,
+        padding: str = "zeros",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if filters < 1:
@@ -194,9 +208,14 @@ class _SNConv(_SpectralNorm):
             raise ValueError(
                 f"kernel_size must be >= 1; received kernel_size={kernel_size!r}"
             )
+        if padding not in PADDINGS:
+            raise ValueError(
+                f"padding must be one of {PADDINGS}; received padding={padding!r}"
+            )
         self.filters = filters
         self.kernel_size = kernel_size
         self.use_bias = use_bias
+        self.padding = padding
 
     def build(self, input_shape):
         # Kernel layout: [k, k(, k), C_in, C_out] as tf.nn.convolution expects.
@@ -210,7 +229,14 @@ class _SNConv(_SpectralNorm):
 
     def call(self, x, training=False):
         w = tf.cast(self.normalized_kernel(training), x.dtype)
-        y = tf.nn.convolution(x, w, padding="SAME")
+        k = self.kernel_size
+        if self.padding == "reflect" and k > 1:
+            lo, hi = (k - 1) // 2, k - 1 - (k - 1) // 2  # as 'SAME' splits it
+            pads = [[0, 0]] + [[lo, hi]] * self.rank + [[0, 0]]
+            x = tf.pad(x, pads, mode="REFLECT")  # [N, (T+k-1,) H+k-1, W+k-1, C]
+            y = tf.nn.convolution(x, w, padding="VALID")
+        else:
+            y = tf.nn.convolution(x, w, padding="SAME")
         if self.use_bias:
             y = y + tf.cast(self.bias, x.dtype)
         return y
@@ -224,6 +250,7 @@ class _SNConv(_SpectralNorm):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "use_bias": self.use_bias,
+            "padding": self.padding,
         }
 
 

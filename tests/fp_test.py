@@ -120,6 +120,32 @@ def test_encoder_states_all_gives_every_gru_its_state(fp_config):
         config_lib.finalize(bad)
 
 
+def test_reflect_padded_encoder_gives_flat_frames_flat_states(fp_config):
+    """encoder_padding="reflect": a shapeless frame (one shade) encodes to spatially
+    constant states at every size; with D_S's zero padding the states have a
+    border pattern (encoder.py)."""
+    m = fp_config.model
+    shade = -0.6  # a dark-grey background, as in the built-in dataset
+    frames = tf.fill([2, m.conditioning_frames, m.resolution, m.resolution, 3], shade)
+    spreads = {}
+    for padding in ("zeros", "reflect"):
+        g = Generator.from_model_config(_with(m, encoder_padding=padding))
+        assert g.frame_encoder.padding == padding
+        assert all(b.conv1.padding == padding for b in g.frame_encoder.blocks)
+        states = g.frame_encoder(frames)
+        spreads[padding] = [
+            float(tf.reduce_max(tf.math.reduce_std(s, axis=[1, 2]))) for s in states
+        ]  # the largest spatial std over examples and channels, per state
+    assert max(spreads["reflect"]) < 1e-5, spreads
+    assert min(spreads["zeros"]) > 1e-2, spreads
+    with pytest.raises(ValueError, match="encoder_padding='same'"):
+        Generator.from_model_config(_with(m, encoder_padding="same"))
+    bad = config_lib.load_config(FP_TINY)
+    bad.model.encoder_padding = "same"
+    with pytest.raises(ValueError, match="model.encoder_padding='same'"):
+        config_lib.finalize(bad)
+
+
 def _with(m, **overrides):
     m = ml_collections.ConfigDict(m.to_dict())
     m.update(overrides)
@@ -246,10 +272,12 @@ def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
     saved = json.loads(fp_config.to_json())
     saved["model"]["conditional_frames"] = saved["model"].pop("conditioning_frames")
     del saved["model"]["encoder_states"]  # added later; older runs had "first"
+    del saved["model"]["encoder_padding"]  # added later; older runs had "zeros"
     (tmp_path / "config.json").write_text(json.dumps(saved))
     loaded = checkpoints.load_workdir_config(str(tmp_path))
     assert loaded.model.conditioning_frames == 2
     assert loaded.model.encoder_states == "first"
+    assert loaded.model.encoder_padding == "zeros"
     assert "conditional_frames" not in loaded.model
     checkpoints.check_resume_compatible(loaded, fp_config)
 

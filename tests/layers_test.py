@@ -8,11 +8,14 @@ import tensorflow as tf
 from dvdgan_tf import layers
 
 
-def np_conv2d_same(x, w, b):
-    """x [N, H, W, Ci], w [k, k, Ci, Co] -> [N, H, W, Co], stride 1, SAME, cross-corr."""
+def np_conv2d_same(x, w, b, pad_mode="constant"):
+    """x [N, H, W, Ci], w [k, k, Ci, Co] -> [N, H, W, Co], stride 1, SAME, cross-corr.
+
+    pad_mode: numpy's ("constant": zeros; "reflect": mirrored, edge not repeated)."""
     k = w.shape[0]
     p = k // 2
-    xp = np.pad(x, ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (0, 0)))
+    pads = ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (0, 0))
+    xp = np.pad(x, pads, mode=pad_mode)
     n, h, wd, _ = x.shape
     out = np.zeros((n, h, wd, w.shape[-1]))
     for i in range(k):
@@ -72,12 +75,31 @@ def test_spectral_norm_gradient_stops_at_u():
     assert len(layer.trainable_variables) == 2  # kernel, bias: u and sigma are state
 
 
-def test_sn_conv_matches_numpy_conv():
-    layer = layers.SNConv2D(3, 3)
+@pytest.mark.parametrize(
+    "padding, pad_mode", [("zeros", "constant"), ("reflect", "reflect")]
+)
+def test_sn_conv_matches_numpy_conv(padding, pad_mode):
+    layer = layers.SNConv2D(3, 3, padding=padding)
     x = np.random.default_rng(1).normal(size=(2, 5, 6, 4)).astype("float32")
     y = layer(x, training=False).numpy()
     w = layer.normalized_kernel(training=False).numpy()
-    np.testing.assert_allclose(y, np_conv2d_same(x, w, layer.bias.numpy()), atol=1e-4)
+    expected = np_conv2d_same(x, w, layer.bias.numpy(), pad_mode)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [layers.SNConv2D, layers.SNConv3D])
+def test_reflect_padding_keeps_a_constant_input_constant(make):
+    """What the FP frame encoder needs it for: a flat frame has no border edges."""
+    shape = (1, 5, 6, 2) if make is layers.SNConv2D else (1, 4, 5, 6, 2)
+    x = np.full(shape, -0.6, np.float32)  # a flat dark-grey background
+    reflect = make(4, 3, padding="reflect")
+    y = reflect(x).numpy()
+    np.testing.assert_allclose(y, np.broadcast_to(y.flat[:4], y.shape), atol=1e-5)
+    zeros = make(4, 3)
+    zeros.build(shape)
+    zeros.kernel.assign(reflect.kernel)
+    y0 = zeros(x).numpy()  # the same conv with zero padding: borders differ
+    assert np.abs(y0 - y).max() > 0.05
 
 
 def np_gru(x, h0, wg, bg, wc, bc):
@@ -171,6 +193,7 @@ def test_unconditional_bn():
         layers.SNEmbedding(3, 4),
         layers.ConditionalBatchNorm(conditional=False, momentum=0.5),
         layers.ConvGRU(3, 3),
+        layers.SNConv2D(4, 3, padding="reflect"),
     ],
 )
 def test_get_config_round_trip(layer):
@@ -184,6 +207,7 @@ def test_get_config_round_trip(layer):
     [
         (lambda: layers.SNDense(0), "units=0"),
         (lambda: layers.SNConv2D(-1), "filters=-1"),
+        (lambda: layers.SNConv2D(4, padding="same"), "padding='same'"),
         (lambda: layers.SNEmbedding(0, 4), "num_classes=0"),
         (lambda: layers.ConditionalBatchNorm(momentum=1.5), "momentum=1.5"),
         (lambda: layers.ConvGRU(0), "units=0"),

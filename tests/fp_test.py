@@ -268,7 +268,8 @@ def test_tiny_fp_fit_updates_encoder_and_both_discriminators(fp_config):
 
 
 def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
-    fp_config.model.encoder_states = "first"
+    fp_config.model.encoder_states = "first"  # what the runs before these fields had
+    fp_config.model.encoder_padding = "zeros"
     saved = json.loads(fp_config.to_json())
     saved["model"]["conditional_frames"] = saved["model"].pop("conditioning_frames")
     del saved["model"]["encoder_states"]  # added later; older runs had "first"

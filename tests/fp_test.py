@@ -112,12 +112,7 @@ def test_encoder_states_all_gives_every_gru_its_state(fp_config):
     kernel = g.frame_encoder.reduce2.kernel
     kernel.assign(-kernel)
     assert np.abs(full - g(z, y, frames=frames).numpy()).mean() > 1e-4
-    with pytest.raises(ValueError, match="encoder_states='some'"):
-        Generator.from_model_config(_with(m, encoder_states="some"))
-    bad = config_lib.load_config(FP_TINY)
-    bad.model.encoder_states = "some"
-    with pytest.raises(ValueError, match="model.encoder_states='some'"):
-        config_lib.finalize(bad)
+    _assert_refused(m, "encoder_states", "some")
 
 
 def test_reflect_padded_encoder_gives_flat_frames_flat_states(fp_config):
@@ -138,11 +133,16 @@ def test_reflect_padded_encoder_gives_flat_frames_flat_states(fp_config):
         ]  # the largest spatial std over examples and channels, per state
     assert max(spreads["reflect"]) < 1e-5, spreads
     assert min(spreads["zeros"]) > 1e-2, spreads
-    with pytest.raises(ValueError, match="encoder_padding='same'"):
-        Generator.from_model_config(_with(m, encoder_padding="same"))
+    _assert_refused(m, "encoder_padding", "same")
+
+
+def _assert_refused(m, field, value):
+    """G and config validation both refuse model.<field> = value, quoting it."""
+    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+        Generator.from_model_config(_with(m, **{field: value}))
     bad = config_lib.load_config(FP_TINY)
-    bad.model.encoder_padding = "same"
-    with pytest.raises(ValueError, match="model.encoder_padding='same'"):
+    bad.model[field] = value
+    with pytest.raises(ValueError, match=f"model.{field}={value!r}"):
         config_lib.finalize(bad)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from dvdgan_tf import checkpoints, prediction
+from dvdgan_tf import checkpoints, prediction, training
 
 
 def _with_states(g, states, run):
@@ -32,12 +32,6 @@ def _with_states(g, states, run):
         return run()
     finally:
         del encoder.call  # the class's call again
-
-
-def _tile(videos):
-    """[N, K, H, W, 3] in [-1, 1] -> uint8 image [N*H, K*W, 3]."""
-    v = ((np.clip(videos, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    return np.concatenate([np.concatenate(list(row), axis=1) for row in v], axis=0)
 
 
 def main():
@@ -56,9 +50,7 @@ def main():
     if not c:
         raise ValueError(f"{args.workdir!r} is not a DVD-GAN-FP run (C = 0)")
     clips = prediction.dataset_clips(config, args.num_clips)
-    real = clips.videos.astype(np.float32)  # [N, C+T, H, W, 3]
-    if real.max() > 1.5:  # uint8 clips
-        real = real / 127.5 - 1.0
+    real = clips.videos  # float32 [N, C+T, H, W, 3] in [-1, 1]
     shade = real[:, :1, :1, :1, :]  # [N, 1, 1, 1, 3]: shapes never touch the corner
     flat = np.broadcast_to(shade, real[:, :c].shape).astype(np.float32)  # [N, C, ...]
     z = np.random.default_rng(0).normal(size=(len(real), config.model.z_dim))
@@ -103,9 +95,12 @@ def main():
             f"{error.mean():.3f}"
         )
     if args.out:
-        rows = [flat[:8, -1:]] + [v[:8, :1] for v in variants.values()]
-        image = _tile(np.concatenate(rows, axis=1))  # [8*H, (1+V)*W, 3]
-        image = Image.fromarray(image)
+        cols = [flat[:8, -1:]] + [v[:8, :1] for v in variants.values()]
+        frames = np.concatenate(cols, axis=1)  # [8, 1+V, H, W, 3]: one row per clip
+        n, k, h, w, _ = frames.shape
+        frames = frames.reshape(n * k, 1, h, w, 3)  # [8*(1+V), 1, H, W, 3]
+        [image] = training.tile_videos(training.video_to_uint8(frames), cols=k)
+        image = Image.fromarray(image)  # [8*H, (1+V)*W, 3]
         image.resize((image.width * 3, image.height * 3), Image.NEAREST).save(args.out)
         print(f"wrote {args.out}")
 

@@ -45,4 +45,5 @@ def get_config(arg: str | None = None):
     # eval.num_samples = 600 (inherited) conditioning clips; the builtin metric reads
     # 2 x 600 = all 1200 clips of the test split (see dvdgan_tf/evaluation.py).
     c.eval.every = 500
+    c.eval.raw_generator = True  # Also score G itself (EMA and raw G, above).
     return config_lib.finish(c, arg)

@@ -62,8 +62,11 @@ def checkpoint_dir(workdir: str) -> str:
 # Model fields renamed since a run could have saved its config: old -> new name.
 _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
 # Fields added after runs were saved, with the value that reproduces those runs.
-_ADDED_MODEL_FIELDS = {"encoder_states": "first", "encoder_padding": "zeros"}
-_ADDED_EVAL_FIELDS = {"standing_stats": 0}
+_ADDED_FIELDS = {
+    "model": {"encoder_states": "first", "encoder_padding": "zeros"},
+    "eval": {"standing_stats": 0},
+    "train": {"ema_statistics": "forward"},
+}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -80,12 +83,10 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     for old, new in _RENAMED_MODEL_FIELDS.items():
         if old in model:
             model.setdefault(new, model.pop(old))
-    if model:
-        for field, value in _ADDED_MODEL_FIELDS.items():
-            model.setdefault(field, value)
-    if saved.get("eval"):
-        for field, value in _ADDED_EVAL_FIELDS.items():
-            saved["eval"].setdefault(field, value)
+    for section, added in _ADDED_FIELDS.items():
+        if saved.get(section):
+            for field, value in added.items():
+                saved[section].setdefault(field, value)
     return ml_collections.ConfigDict(saved)
 
 

@@ -112,6 +112,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.adam_epsilon = 1e-6
     c.train.ema_decay = 0.9999
     c.train.ema_start = 20_000
+    # Where the EMA generator's BatchNorm statistics come from during training:
+    # "forward" (its own forward pass each step, one more G forward) or "copy"
+    # (G's, free; pair with eval.standing_stats > 0). dvdgan_tf/model.py _update_ema.
+    c.train.ema_statistics = "forward"
     c.train.fake_labels = "real"  # "real": reuse the real batch's labels | "uniform"
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 3
@@ -263,6 +267,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.d_steps must be >= 1; received {t.d_steps!r}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1); received {t.ema_decay!r}")
+    if t.get("ema_statistics", "forward") not in ("forward", "copy"):
+        raise ValueError(
+            "train.ema_statistics must be 'forward' or 'copy'; received "
+            f"train.ema_statistics={t.ema_statistics!r}"
+        )
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(
             f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"

@@ -28,6 +28,15 @@ import tensorflow as tf
 _KERNEL_INIT = ["orthogonal"]  # Paper: orthogonal initialisation (as BigGAN).
 
 
+def sublayers(model: keras.layers.Layer, cls: type) -> list:
+    """Every layer of type `cls` inside `model` (not `model` itself), in a fixed order."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, cls)
+    ]
+
+
 @contextlib.contextmanager
 def kernel_initializer(name: str):
     """Temporarily builds SN kernels with another initializer.
@@ -46,7 +55,7 @@ def _l2_normalize(x: tf.Tensor, eps: float) -> tf.Tensor:
     return x / (tf.norm(x) + eps)
 
 
-class _SpectralNorm(keras.layers.Layer):
+class SpectralNorm(keras.layers.Layer):
     """Base class: a `kernel` whose spectral norm is divided out in `call`.
 
     The kernel is viewed as a matrix W of shape [N, C_out] (all leading axes
@@ -99,7 +108,7 @@ class _SpectralNorm(keras.layers.Layer):
         return {**super().get_config(), "sn_epsilon": self.sn_epsilon}
 
 
-class SNDense(_SpectralNorm):
+class SNDense(SpectralNorm):
     """Spectrally normalised dense layer: [..., C_in] -> [..., units]."""
 
     def __init__(self, units: int, use_bias: bool = True, **kwargs):
@@ -145,7 +154,7 @@ def check_labels(labels, num_classes: int) -> None:
         )
 
 
-class SNEmbedding(_SpectralNorm):
+class SNEmbedding(SpectralNorm):
     """Spectrally normalised class embedding: int [B] -> [B, output_dim].
 
     The table [num_classes, output_dim] is the matrix normalised (a lookup is a
@@ -182,7 +191,7 @@ class SNEmbedding(_SpectralNorm):
 PADDINGS = ("zeros", "reflect")
 
 
-class _SNConv(_SpectralNorm):
+class _SNConv(SpectralNorm):
     """Spectrally normalised convolution, stride 1, output size = input size.
 
     padding: "zeros" ('SAME', the paper's and BigGAN's) or "reflect" (the input is

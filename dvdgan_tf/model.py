@@ -8,7 +8,8 @@
   3. one generator update on -(mean D_S(G(z)) + mean D_T(G(z)));
   4. the EMA of G's weights (paper: decay 0.9999 from step 20k), kept in
      `ema_generator`, which sampling and export use; its BatchNorm statistics
-     come from its own forward pass (see `_update_ema`);
+     come from its own forward pass, or are G's (`ema_statistics`, see
+     `_update_ema`);
   5. metrics: every loss term, gradient norms, mean spectral norms.
 
 Fake class ids: by default the real batch's labels (`fake_labels="real"`), so G is
@@ -32,9 +33,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dvdgan_tf import losses
+from dvdgan_tf import layers, losses
 from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvdgan_tf.generator import Generator
+
+EMA_STATISTICS = ("forward", "copy")  # train.ema_statistics; see _update_ema
 
 _METRICS = (
     "d_loss",
@@ -98,9 +101,14 @@ class DVDGAN(keras.Model):
         ema_decay: float = 0.9999,
         ema_start: int = 20_000,
         fake_labels: str = "real",
+        ema_statistics: str = "forward",
         **kwargs,
     ):
-        """kwargs go to keras.Model.compile (jit_compile, steps_per_execution)."""
+        """kwargs go to keras.Model.compile (jit_compile, steps_per_execution).
+
+        ema_statistics: where the EMA generator's BatchNorm statistics come from,
+        "forward" (its own forward pass each step) or "copy" (G's); `_update_ema`.
+        """
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
         if not 0.0 <= ema_decay < 1.0:
@@ -116,6 +124,11 @@ class DVDGAN(keras.Model):
                 "DVD-GAN-FP fakes continue real clips and take their labels: "
                 f"fake_labels must be 'real'; received {fake_labels!r}"
             )
+        if ema_statistics not in EMA_STATISTICS:
+            raise ValueError(
+                f"ema_statistics must be one of {EMA_STATISTICS}; received "
+                f"{ema_statistics!r}"
+            )
         super().compile(**kwargs)
         # Keras 3.15 averages a step's logs across workers with
         # strategy.reduce("MEAN", v, axis=0), which needs a batch axis on scalars.
@@ -128,6 +141,7 @@ class DVDGAN(keras.Model):
         self.ema_decay = ema_decay
         self.ema_start = ema_start
         self.fake_labels = fake_labels
+        self.ema_statistics = ema_statistics
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator_variables)
         self.copy_generator_to_ema()
@@ -226,13 +240,23 @@ class DVDGAN(keras.Model):
     def _update_ema(self, z, labels, frames=None):
         """ema = d * ema + (1 - d) * w, with d = 0 (a plain copy) before ema_start.
 
-        Only trainable weights are averaged. The EMA generator's BatchNorm moving
-        statistics and spectral-norm vectors are its own: one training-mode forward
-        of the EMA generator per step (on the G step's z and labels) updates them
-        from the averaged weights. Copying G's statistics instead pairs averaged
-        weights with another network's activation statistics, which measurably
-        spoils EMA samples early in a run (BENCHMARKS.md); BigGAN recomputes
-        "standing statistics" for the same reason. Cost: one G forward per step.
+        Only trainable weights are averaged. The non-trainable state follows
+        `ema_statistics`:
+        - "forward": the EMA generator's BatchNorm moving statistics and
+          spectral-norm vectors are its own: one training-mode forward of the EMA
+          generator per step (on the G step's z and labels) updates them from the
+          averaged weights. Copying G's statistics instead pairs averaged weights
+          with another network's activation statistics, which measurably spoils
+          EMA samples early in a run (BENCHMARKS.md); BigGAN recomputes "standing
+          statistics" for the same reason. Cost: one G forward per step (~8% of
+          the default CPU config's step).
+        - "copy": G's BatchNorm moving statistics are copied, and each
+          spectral-norm layer runs one power iteration on its own averaged kernel
+          (a few small matmuls, no forward pass). Meant for runs with
+          eval.standing_stats > 0, which recompute the statistics from the
+          averaged weights wherever the EMA generator is scored, sampled from a
+          workdir or exported (`dvdgan_tf.standing_stats`); only the in-training
+          sample GIFs use the copied ones. G's training is the same either way.
         """
         step = tf.cast(self.g_optimizer.iterations, tf.float32)  # G steps done
         decay = tf.where(step > float(self.ema_start), self.ema_decay, 0.0)
@@ -242,7 +266,18 @@ class DVDGAN(keras.Model):
                 ema.assign(
                     decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val
                 )
-        self.ema_generator(z, labels, training=True, frames=frames)  # statistics only
+        if self.ema_statistics == "forward":
+            self.ema_generator(z, labels, training=True, frames=frames)  # statistics
+            return
+        bn = layers.ConditionalBatchNorm
+        for ema, w in zip(
+            layers.sublayers(self.ema_generator, bn),
+            layers.sublayers(self.generator, bn),
+        ):
+            ema.moving_mean.assign(w.moving_mean.value)
+            ema.moving_variance.assign(w.moving_variance.value)
+        for sn in layers.sublayers(self.ema_generator, layers.SpectralNorm):
+            sn.normalized_kernel(training=True)  # one power iteration: u, sigma
 
     def train_step(self, data):
         # 1. Data: d_steps x B real clips, split into one chunk per D step.
@@ -300,6 +335,7 @@ class DVDGAN(keras.Model):
             ema_decay=t.ema_decay,
             ema_start=t.ema_start,
             fake_labels=t.fake_labels,
+            ema_statistics=t.get("ema_statistics", "forward"),
             jit_compile=jit_compile,
             steps_per_execution=t.steps_per_execution,
         )

@@ -48,11 +48,7 @@ def num_batches(config, requested: int | None = None) -> int:
 
 
 def _batch_norms(generator) -> list[layers.ConditionalBatchNorm]:
-    return [
-        layer
-        for layer in generator._flatten_layers(include_self=False)
-        if isinstance(layer, layers.ConditionalBatchNorm)
-    ]
+    return layers.sublayers(generator, layers.ConditionalBatchNorm)
 
 
 def recompute(generator, batches: Iterable[Batch]) -> int:

@@ -112,6 +112,7 @@ def test_ema_batchnorm_statistics_are_the_ema_generators_own(tiny_config):
     with tiny_config.unlocked():
         tiny_config.train.ema_start = 0
         tiny_config.train.ema_decay = 0.25
+        tiny_config.train.ema_statistics = "forward"  # the default CPU config: "copy"
     gan = DVDGAN.from_config_dict(tiny_config)
     gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
     g_w = [np.asarray(w.value).copy() for w in gan.generator.weights]
@@ -132,6 +133,82 @@ def test_ema_batchnorm_statistics_are_the_ema_generators_own(tiny_config):
         np.testing.assert_allclose(
             np.asarray(e.value), np.asarray(r.value), rtol=1e-5, atol=1e-6
         )
+
+
+def _np_power_iteration(kernel, u, eps=1e-4):
+    """One Miyato power iteration in numpy: returns (u', sigma)."""
+    w = kernel.reshape(-1, kernel.shape[-1])  # [N, C_out]
+
+    def normalise(x):
+        return x / max(np.sqrt(np.sum(x * x)), eps)
+
+    v = normalise(u @ w.T)  # [1, N]
+    u_new = normalise(v @ w)  # [1, C_out]
+    return u_new, float((v @ w @ u_new.T)[0, 0])
+
+
+def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
+    tiny_config, tmp_path
+):
+    """ema_statistics="copy": no forward of the EMA generator. Its BN moving
+    statistics become G's; each SN layer's u takes one power iteration on the
+    averaged kernel (numpy reference); the averaged weights are as in "forward"."""
+    from dvdgan_tf import config_lib, layers
+
+    with tiny_config.unlocked():
+        tiny_config.train.ema_start = 0
+        tiny_config.train.ema_decay = 0.25
+        tiny_config.train.ema_statistics = "copy"
+    gan = DVDGAN.from_config_dict(tiny_config)
+    assert gan.ema_statistics == "copy"
+    gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
+    bn = layers.ConditionalBatchNorm
+    for e, w in zip(
+        layers.sublayers(gan.ema_generator, bn), layers.sublayers(gan.generator, bn)
+    ):  # after fit: copied at the last step
+        np.testing.assert_array_equal(e.moving_mean.numpy(), w.moving_mean.numpy())
+        np.testing.assert_array_equal(
+            e.moving_variance.numpy(), w.moving_variance.numpy()
+        )
+    sns = layers.sublayers(gan.ema_generator, layers.SpectralNorm)
+    assert len(sns) > 10
+    rng = np.random.default_rng(3)
+    for sn in sns:  # u unlike G's: a copy of G's u (or no iteration) would show
+        sn.sn_u.assign(rng.standard_normal(sn.sn_u.shape).astype("float32"))
+    before = {
+        sn.path: (sn.kernel.numpy(), sn.sn_u.numpy()) for sn in sns
+    }  # EMA kernel, u
+    g_kernels = {
+        sn.path.replace("ema_generator", "generator", 1): sn.kernel.numpy()
+        for sn in layers.sublayers(gan.generator, layers.SpectralNorm)
+    }
+    z = tf.random.normal([3, tiny_config.model.z_dim], seed=1)
+    gan._update_ema(z, tf.constant([0, 5, 11]))
+    for sn in sns:
+        kernel, u = before[sn.path]
+        avg = (
+            0.25 * kernel
+            + 0.75 * g_kernels[sn.path.replace("ema_generator", "generator", 1)]
+        )
+        np.testing.assert_allclose(sn.kernel.numpy(), avg, rtol=1e-5, atol=1e-6)
+        u_want, sigma_want = _np_power_iteration(avg, u)
+        np.testing.assert_allclose(sn.sn_u.numpy(), u_want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(sn.sigma.numpy(), sigma_want, rtol=1e-3)
+    # Validated in the config and in compile, quoting the bad value.
+    bad = tiny_config.copy_and_resolve_references()
+    bad.train.ema_statistics = "average"
+    with pytest.raises(ValueError, match="train.ema_statistics='average'"):
+        config_lib.validate(bad)
+    with pytest.raises(ValueError, match="'average'"):
+        DVDGAN.from_config_dict(bad)
+    # A run saved before the field existed loads with "forward" (as it was run).
+    saved = json.loads(tiny_config.to_json())
+    del saved["train"]["ema_statistics"]
+    with open(checkpoints.config_path(str(tmp_path)), "w") as f:
+        json.dump(saved, f)
+    assert checkpoints.load_workdir_config(str(tmp_path)).train.ema_statistics == (
+        "forward"
+    )
 
 
 def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):

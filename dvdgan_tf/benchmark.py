@@ -319,9 +319,11 @@ def _forward_flops(gan, config) -> dict:
         for d in (gan.spatial_discriminator, gan.temporal_discriminator)
     )
     fd = fds + fdt
-    # D steps; G step (G forward + backward, D forward + input gradient); the EMA
-    # generator's statistics forward (model._update_ema), one more G forward.
-    step = t.d_steps * (fg + 6 * fd) + 3 * fg + 2 * fd + fg
+    # D steps; G step (G forward + backward, D forward + input gradient); with
+    # train.ema_statistics="forward" the EMA generator's statistics forward
+    # (model._update_ema), one more G forward ("copy": none).
+    ema = fg if t.get("ema_statistics", "forward") == "forward" else 0
+    step = t.d_steps * (fg + 6 * fd) + 3 * fg + 2 * fd + ema
     return {"G": fg, "D_S": fds, "D_T": fdt, "train_step": step}
 
 

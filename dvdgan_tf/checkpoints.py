@@ -65,7 +65,7 @@ _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
 _ADDED_FIELDS = {
     "model": {"encoder_states": "first", "encoder_padding": "zeros"},
     "eval": {"standing_stats": 0},
-    "train": {"ema_statistics": "forward"},
+    "train": {"ema_statistics": "forward", "g_dt_weight": 1.0},
 }
 
 

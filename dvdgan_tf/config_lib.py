@@ -116,6 +116,8 @@ def base_config() -> ml_collections.ConfigDict:
     # "forward" (its own forward pass each step, one more G forward) or "copy"
     # (G's, free; pair with eval.standing_stats > 0). dvdgan_tf/model.py _update_ema.
     c.train.ema_statistics = "forward"
+    # D_T's weight in G's loss -(mean D_S + w mean D_T); paper: 1 (dvdgan_tf/losses.py).
+    c.train.g_dt_weight = 1.0
     c.train.fake_labels = "real"  # "real": reuse the real batch's labels | "uniform"
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 3
@@ -271,6 +273,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(
             "train.ema_statistics must be 'forward' or 'copy'; received "
             f"train.ema_statistics={t.ema_statistics!r}"
+        )
+    w = t.get("g_dt_weight", 1.0)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+        raise ValueError(
+            f"train.g_dt_weight must be a number >= 0; received train.g_dt_weight={w!r}"
         )
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(

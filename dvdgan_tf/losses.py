@@ -3,7 +3,10 @@
 For each discriminator D in {D_S, D_T}, with scores on real videos x and fakes G(z):
   L_D = mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))
 and the total D loss is L_{D_S} + L_{D_T}. The generator loss is
-  L_G = -(mean(D_S(G(z))) + mean(D_T(G(z)))).
+  L_G = -(mean(D_S(G(z))) + w_T mean(D_T(G(z)))),
+with w_T = 1 in the paper (`train.g_dt_weight`: a departure for runs where D_T
+separates real from fake completely and its gradient is all G gets, see
+BENCHMARKS.md, DVD-GAN-FP).
 The functions return every term worth logging; means are over this replica's batch.
 """
 
@@ -34,8 +37,11 @@ def discriminator_loss(ds_real, ds_fake, dt_real, dt_fake) -> dict[str, tf.Tenso
     }
 
 
-def generator_loss(ds_fake, dt_fake) -> dict[str, tf.Tensor]:
-    """-(mean D_S(G(z)) + mean D_T(G(z))), with each term: {'g_loss', 'g_ds', 'g_dt'}."""
+def generator_loss(ds_fake, dt_fake, dt_weight: float = 1.0) -> dict[str, tf.Tensor]:
+    """-(mean D_S(G(z)) + dt_weight mean D_T(G(z))): {'g_loss', 'g_ds', 'g_dt'}.
+
+    'g_ds' and 'g_dt' are the unweighted terms (what each discriminator says).
+    """
     g_ds = -tf.reduce_mean(tf.cast(ds_fake, tf.float32))
     g_dt = -tf.reduce_mean(tf.cast(dt_fake, tf.float32))
-    return {"g_loss": g_ds + g_dt, "g_ds": g_ds, "g_dt": g_dt}
+    return {"g_loss": g_ds + dt_weight * g_dt, "g_ds": g_ds, "g_dt": g_dt}

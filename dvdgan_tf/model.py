@@ -5,7 +5,8 @@
   2. `d_steps` discriminator updates (paper: 2), each on fresh real clips (the input
      pipeline yields d_steps x B clips per step; the step splits them), with the
      summed hinge loss of D_S and D_T;
-  3. one generator update on -(mean D_S(G(z)) + mean D_T(G(z)));
+  3. one generator update on -(mean D_S(G(z)) + w_T mean D_T(G(z))), w_T =
+     `g_dt_weight` (paper: 1);
   4. the EMA of G's weights (paper: decay 0.9999 from step 20k), kept in
      `ema_generator`, which sampling and export use; its BatchNorm statistics
      come from its own forward pass, or are G's (`ema_statistics`, see
@@ -102,12 +103,14 @@ class DVDGAN(keras.Model):
         ema_start: int = 20_000,
         fake_labels: str = "real",
         ema_statistics: str = "forward",
+        g_dt_weight: float = 1.0,
         **kwargs,
     ):
         """kwargs go to keras.Model.compile (jit_compile, steps_per_execution).
 
         ema_statistics: where the EMA generator's BatchNorm statistics come from,
         "forward" (its own forward pass each step) or "copy" (G's); `_update_ema`.
+        g_dt_weight: D_T's weight in G's loss (`losses.generator_loss`; paper 1).
         """
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
@@ -129,6 +132,14 @@ class DVDGAN(keras.Model):
                 f"ema_statistics must be one of {EMA_STATISTICS}; received "
                 f"{ema_statistics!r}"
             )
+        if (
+            isinstance(g_dt_weight, bool)
+            or not isinstance(g_dt_weight, (int, float))
+            or g_dt_weight < 0
+        ):
+            raise ValueError(
+                f"g_dt_weight must be a number >= 0; received {g_dt_weight!r}"
+            )
         super().compile(**kwargs)
         # Keras 3.15 averages a step's logs across workers with
         # strategy.reduce("MEAN", v, axis=0), which needs a batch axis on scalars.
@@ -142,6 +153,7 @@ class DVDGAN(keras.Model):
         self.ema_start = ema_start
         self.fake_labels = fake_labels
         self.ema_statistics = ema_statistics
+        self.g_dt_weight = float(g_dt_weight)
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator_variables)
         self.copy_generator_to_ema()
@@ -229,6 +241,7 @@ class DVDGAN(keras.Model):
             terms = losses.generator_loss(
                 self.spatial_discriminator(fake, fake_y, training=True),
                 self.temporal_discriminator(fake, fake_y, training=True),
+                self.g_dt_weight,
             )
             scaled = self._scale(terms["g_loss"], self.g_optimizer)
         variables = self.generator.trainable_variables
@@ -336,6 +349,7 @@ class DVDGAN(keras.Model):
             ema_start=t.ema_start,
             fake_labels=t.fake_labels,
             ema_statistics=t.get("ema_statistics", "forward"),
+            g_dt_weight=t.get("g_dt_weight", 1.0),
             jit_compile=jit_compile,
             steps_per_execution=t.steps_per_execution,
         )

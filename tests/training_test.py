@@ -38,6 +38,10 @@ def test_hinge_losses_match_hand_computed():
     np.testing.assert_allclose(g["g_ds"].numpy(), 0.5 / 3, rtol=1e-6)  # -mean(fake)
     np.testing.assert_allclose(g["g_dt"].numpy(), -1.5 / 3, rtol=1e-6)
     np.testing.assert_allclose(g["g_loss"].numpy(), -1.0 / 3, rtol=1e-6)
+    # D_T's weight in G's loss scales its term only; the logged terms stay unweighted.
+    g = losses.generator_loss(fake, real, dt_weight=0.25)
+    np.testing.assert_allclose(g["g_loss"].numpy(), 0.5 / 3 - 0.25 * 1.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(g["g_dt"].numpy(), -1.5 / 3, rtol=1e-6)
 
 
 def _random_dataset(config, n_batches=2):
@@ -209,6 +213,32 @@ def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
     assert checkpoints.load_workdir_config(str(tmp_path)).train.ema_statistics == (
         "forward"
     )
+
+
+def test_g_dt_weight_reaches_the_train_step_and_is_validated(tiny_config, tmp_path):
+    """train.g_dt_weight = w: every logged G loss is g_ds + w g_dt (means are linear,
+    so this holds for the epoch's averages too); bad values are refused, quoted."""
+    from dvdgan_tf import config_lib
+
+    with tiny_config.unlocked():
+        tiny_config.train.g_dt_weight = 0.25
+    gan = DVDGAN.from_config_dict(tiny_config)
+    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
+    g_loss, g_ds, g_dt = (h.history[k][-1] for k in ("g_loss", "g_ds", "g_dt"))
+    assert abs(g_dt) > 1e-3  # the check below would not see the weight otherwise
+    np.testing.assert_allclose(g_loss, g_ds + 0.25 * g_dt, rtol=1e-5, atol=1e-6)
+    bad = tiny_config.copy_and_resolve_references()
+    bad.train.g_dt_weight = -0.5  # (ConfigDict itself refuses other types)
+    with pytest.raises(ValueError, match=re.escape("train.g_dt_weight=-0.5")):
+        config_lib.validate(bad)
+    bad.train.g_dt_weight = -1.0
+    with pytest.raises(ValueError, match="-1.0"):
+        DVDGAN.from_config_dict(bad)
+    saved = json.loads(tiny_config.to_json())
+    del saved["train"]["g_dt_weight"]  # a run saved before the field: the paper's 1
+    with open(checkpoints.config_path(str(tmp_path)), "w") as f:
+        json.dump(saved, f)
+    assert checkpoints.load_workdir_config(str(tmp_path)).train.g_dt_weight == 1.0
 
 
 def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):

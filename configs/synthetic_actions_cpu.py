@@ -27,10 +27,10 @@ def get_config(arg: str | None = None):
     c.model.d_ch = 16
     c.data.name = "synthetic_actions"
     c.train.batch_size = 8
-    # ~2 hours on 2 cores. Seed 1 met all three learning targets (class accuracy,
-    # Fréchet, diversity) from step 13,500 on; seeds 0 and 2 reached 90% class
-    # accuracy at 12,000 and 14,500 but were at Fréchet 6-8 at 13,000 / 15,000
-    # steps (BENCHMARKS.md). Shapes are learned after ~5,500.
+    # ~2 hours on 2 cores (115 min, 0.40 s/step with evaluations). Seeds 1 and 2 met
+    # all three learning targets (class accuracy, Fréchet, diversity) from steps
+    # 13,500 and 16,500; seed 0 (twice) reached 90% class accuracy but stayed at
+    # Fréchet 6-9 (BENCHMARKS.md). Shapes are learned after ~5,500.
     c.train.num_steps = 17000
     c.train.d_steps = 1  # Paper: 2. One halves the step time on a CPU (BENCHMARKS.md).
     c.train.g_lr = 2e-4

@@ -37,6 +37,10 @@ D_ARCH = {
     256: (1, 2, 4, 8, 8, 16, 16),
 }
 
+# train.ema_statistics: where the EMA generator's BatchNorm statistics come from
+# during training (dvdgan_tf/model.py, DVDGAN._update_ema).
+EMA_STATISTICS = ("forward", "copy")
+
 
 def g_multipliers(resolution: int) -> tuple[tuple[int, int], ...]:
     """The BigGAN G table for `resolution`, or a doubling/halving extension of it."""
@@ -269,7 +273,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.d_steps must be >= 1; received {t.d_steps!r}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1); received {t.ema_decay!r}")
-    if t.get("ema_statistics", "forward") not in ("forward", "copy"):
+    if t.get("ema_statistics", "forward") not in EMA_STATISTICS:
         raise ValueError(
             "train.ema_statistics must be 'forward' or 'copy'; received "
             f"train.ema_statistics={t.ema_statistics!r}"

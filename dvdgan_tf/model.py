@@ -34,11 +34,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dvdgan_tf import layers, losses
+from dvdgan_tf import config_lib, layers, losses
 from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvdgan_tf.generator import Generator
-
-EMA_STATISTICS = ("forward", "copy")  # train.ema_statistics; see _update_ema
 
 _METRICS = (
     "d_loss",
@@ -127,9 +125,9 @@ class DVDGAN(keras.Model):
                 "DVD-GAN-FP fakes continue real clips and take their labels: "
                 f"fake_labels must be 'real'; received {fake_labels!r}"
             )
-        if ema_statistics not in EMA_STATISTICS:
+        if ema_statistics not in config_lib.EMA_STATISTICS:
             raise ValueError(
-                f"ema_statistics must be one of {EMA_STATISTICS}; received "
+                f"ema_statistics must be one of {config_lib.EMA_STATISTICS}; received "
                 f"{ema_statistics!r}"
             )
         if (

@@ -41,6 +41,11 @@ def get_config(arg: str | None = None):
     # border pattern that G drew into its predictions as a fixed shadow, the same
     # for every clip (encoder.py, BENCHMARKS.md).
     c.model.encoder_padding = "reflect"
+    # G's output is tanh(out_conv + atanh(last conditioning frame)): "no change" is
+    # G's zero output, so the first predicted frame need not be redrawn from the
+    # encoder's features (a departure: without it D_T won outright from step ~2,000
+    # in every run, keyed on the seam between real and G's frames; BENCHMARKS.md).
+    c.model.output_skip = "last_frame"
     c.train.sample_every = 500  # Real-vs-predicted GIFs of 12 fixed test clips.
     # eval.num_samples = 600 (inherited) conditioning clips; the builtin metric reads
     # 2 x 600 = all 1200 clips of the test split (see dvdgan_tf/evaluation.py).

@@ -63,7 +63,11 @@ def checkpoint_dir(workdir: str) -> str:
 _RENAMED_MODEL_FIELDS = {"conditional_frames": "conditioning_frames"}
 # Fields added after runs were saved, with the value that reproduces those runs.
 _ADDED_FIELDS = {
-    "model": {"encoder_states": "first", "encoder_padding": "zeros"},
+    "model": {
+        "encoder_states": "first",
+        "encoder_padding": "zeros",
+        "output_skip": "none",
+    },
     "eval": {"standing_stats": 0},
     "train": {"ema_statistics": "forward", "g_dt_weight": 1.0},
 }

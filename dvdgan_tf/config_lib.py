@@ -40,6 +40,9 @@ D_ARCH = {
 # train.ema_statistics: where the EMA generator's BatchNorm statistics come from
 # during training (dvdgan_tf/model.py, DVDGAN._update_ema).
 EMA_STATISTICS = ("forward", "copy")
+# G's output paths, model.output_skip: "none" (the paper) or "last_frame" (DVD-GAN-FP:
+# the last conditioning frame is added in tanh's argument; generator.py).
+OUTPUT_SKIPS = ("none", "last_frame")
 
 
 def g_multipliers(resolution: int) -> tuple[tuple[int, int], ...]:
@@ -95,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     # The -FP frame encoder's conv padding: "zeros" (D_S's) or "reflect" (a flat
     # frame then gives spatially constant states; encoder.py).
     c.model.encoder_padding = "zeros"
+    # G's output for -FP: "none" (the paper) or "last_frame" (tanh(out + atanh(the last
+    # conditioning frame)): predicting "no change" is G's zero output; generator.py).
+    c.model.output_skip = "none"
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic_actions"  # | "ucf101" | "folder:/path" | other TFDS
@@ -261,6 +267,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(
             "model.encoder_padding must be 'zeros' or 'reflect'; received "
             f"model.encoder_padding={m.encoder_padding!r}"
+        )
+    if m.output_skip not in OUTPUT_SKIPS:
+        raise ValueError(
+            f"model.output_skip must be one of {OUTPUT_SKIPS}; received "
+            f"model.output_skip={m.output_skip!r}"
+        )
+    if m.output_skip != "none" and not cf:
+        raise ValueError(
+            f"model.output_skip={m.output_skip!r} adds the last conditioning frame to "
+            "G's output and needs model.conditioning_frames > 0; received "
+            f"model.conditioning_frames={cf!r}"
         )
     if m.dt_pool < 1 or r % m.dt_pool:
         raise ValueError(

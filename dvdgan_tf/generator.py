@@ -14,6 +14,13 @@ frames of a real clip; the encoder's output is the first GRU's initial state (wi
 `encoder_states="all"` every GRU's, see encoder.py) and G returns the T frames that
 follow (not the C it was given).
 
+`output_skip="last_frame"` (DVD-GAN-FP only; a departure from the paper, which has no
+such path): G's output is tanh(out_conv(x) + atanh(last conditioning frame)) at every
+predicted frame, so a G whose last conv outputs zeros predicts "the clip freezes" and
+the network learns the change from there. Without it the first predicted frame must be
+redrawn from the encoder's features, and on the built-in dataset the seam between the
+crisp real frame and G's first blurry one is what D_T keys on (BENCHMARKS.md).
+
 Residual block (BigGAN G block): CBN-ReLU-(upsample)-conv3x3-CBN-ReLU-conv3x3, plus a
 (upsample)-conv1x1 shortcut when the width changes or the block upsamples. Choices
 where the paper is silent: the first block of a group keeps the group's input width
@@ -38,7 +45,18 @@ import keras
 import tensorflow as tf
 
 from dvdgan_tf import layers
+from dvdgan_tf.config_lib import OUTPUT_SKIPS
 from dvdgan_tf.encoder import FrameEncoder
+
+# |frame| is clipped to this before atanh: half a uint8 level below 1, so tanh(atanh(f))
+# is f to within uint8 rounding and atanh stays finite (~3.1) at pure black or white.
+_SKIP_BOUND = 1.0 - 1.0 / 255.0
+
+
+def _atanh_frame(frame):
+    """A frame in [-1, 1] -> tanh's argument that reproduces it: [B, R, R, 3]."""
+    frame = tf.cast(frame, tf.float32)
+    return tf.atanh(tf.clip_by_value(frame, -_SKIP_BOUND, _SKIP_BOUND))
 
 
 class GBlock(keras.layers.Layer):
@@ -121,6 +139,8 @@ class Generator(keras.Model):
     encoder sets the first GRU's state, later GRUs start from zeros) or "all" (every
     GRU's state from the encoder's features at its resolution; encoder.py);
     `encoder_padding`: the encoder's convs', "zeros" (D_S's) or "reflect" (encoder.py).
+    `output_skip`: "none" (the paper) or "last_frame" (-FP only: the last conditioning
+    frame is added to G's output in tanh's argument; see the module docstring).
     """
 
     def __init__(
@@ -140,6 +160,7 @@ class Generator(keras.Model):
         encoder_multipliers=None,
         encoder_states: str = "first",
         encoder_padding: str = "zeros",
+        output_skip: str = "none",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -193,6 +214,18 @@ class Generator(keras.Model):
                 f"encoder_padding must be one of {layers.PADDINGS}; received "
                 f"encoder_padding={encoder_padding!r}"
             )
+        if output_skip not in OUTPUT_SKIPS:
+            raise ValueError(
+                f"output_skip must be one of {OUTPUT_SKIPS}; received "
+                f"output_skip={output_skip!r}"
+            )
+        if output_skip != "none" and not conditioning_frames:
+            raise ValueError(
+                f"output_skip={output_skip!r} adds the last conditioning frame to G's "
+                "output and needs conditioning_frames > 0 (DVD-GAN-FP); received "
+                f"conditioning_frames={conditioning_frames!r}"
+            )
+        self.output_skip = output_skip
         self.conditioning_frames = conditioning_frames
         self.encoder_states = encoder_states
         self.encoder_padding = encoder_padding
@@ -359,8 +392,11 @@ class Generator(keras.Model):
         _, _, hh, ww, cc = x.shape
         x = tf.reshape(x, [b * t, hh, ww, cc])  # [B*T, R, R, C]
         x = tf.nn.relu(self.out_bn(x, training=training))
-        x = tf.tanh(tf.cast(self.out_conv(x, training=training), tf.float32))
-        return tf.reshape(x, [b, t, hh, ww, 3])  # [B, T, R, R, 3] in [-1, 1]
+        x = tf.cast(self.out_conv(x, training=training), tf.float32)  # [B*T, R, R, 3]
+        x = tf.reshape(x, [b, t, hh, ww, 3])  # [B, T, R, R, 3]: tanh's argument
+        if self.output_skip == "last_frame":
+            x = x + _atanh_frame(frames[:, -1])[:, None]  # + [B, 1, R, R, 3]
+        return tf.tanh(x)  # [B, T, R, R, 3] in [-1, 1]
 
     def get_config(self):
         return {
@@ -380,6 +416,7 @@ class Generator(keras.Model):
             "encoder_multipliers": self.encoder_multipliers,
             "encoder_states": self.encoder_states,
             "encoder_padding": self.encoder_padding,
+            "output_skip": self.output_skip,
         }
 
     @classmethod
@@ -401,6 +438,7 @@ class Generator(keras.Model):
             encoder_multipliers=m.ds_multipliers,
             encoder_states=m.get("encoder_states", "first"),
             encoder_padding=m.get("encoder_padding", "zeros"),
+            output_skip=m.get("output_skip", "none"),
             name=name,
         )
         g.build()

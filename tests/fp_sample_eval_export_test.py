@@ -247,6 +247,7 @@ def test_conditioning_flags_errors(run_dir, tmp_path):
     with open(checkpoints.config_path(run_dir)) as f:
         config = json.load(f)
     config["model"]["conditioning_frames"] = 0
+    config["model"]["output_skip"] = "none"  # a plain generation run's
     (plain / "config.json").write_text(json.dumps(config))
     for kwargs, flag in (
         ({"conditioning": "clips.npy"}, "--conditioning"),

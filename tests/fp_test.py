@@ -267,18 +267,56 @@ def test_tiny_fp_fit_updates_encoder_and_both_discriminators(fp_config):
         gan.compile(gan.g_optimizer, gan.d_optimizer, fake_labels="uniform")
 
 
+def test_output_skip_adds_the_last_frame_in_tanhs_argument(fp_config):
+    """output_skip="last_frame": with the same weights, G's prediction is
+    tanh(atanh(G's "none" output) + atanh(last conditioning frame)), in numpy."""
+    m = fp_config.model
+    assert m.output_skip == "last_frame"  # configs/synthetic_actions_fp_cpu.py
+    skip = Generator.from_model_config(m)
+    plain = Generator.from_model_config(_with(m, output_skip="none"))
+    plain.set_weights(skip.get_weights())
+    z, y, frames = _inputs(m, b=3)
+    frames = tf.tensor_scatter_nd_update(  # pure black and white pixels too
+        frames, [[0, m.conditioning_frames - 1, 0, 0]], [[-1.0, 1.0, -1.0]]
+    )
+    got = skip(z, y, frames=frames).numpy()  # [B, T, R, R, 3]
+    out = plain(z, y, frames=frames).numpy().astype(np.float64)
+    bound = 1 - 1 / 255
+    last = np.clip(frames.numpy()[:, -1].astype(np.float64), -bound, bound)
+    want = np.tanh(np.arctanh(out) + np.arctanh(last)[:, None])
+    # atanh of G's float32 output near +-1 amplifies its rounding: 1e-4, not 1e-6.
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(got - out).mean() > 0.1  # the skip changes the prediction
+    assert skip.get_config()["output_skip"] == "last_frame"
+    # A zero argument reproduces the last frame to within half a uint8 level.
+    assert (
+        np.abs(np.tanh(np.arctanh(last)) - frames.numpy()[:, -1]).max() < 1 / 255 + 1e-6
+    )
+    _assert_refused(m, "output_skip", "first_frame")
+    gen = _with(m, conditioning_frames=0)
+    with pytest.raises(ValueError, match="needs conditioning_frames > 0"):
+        Generator.from_model_config(gen)
+    bad = config_lib.load_config(FP_TINY)
+    bad.model.conditioning_frames = 0
+    with pytest.raises(ValueError, match="output_skip='last_frame'"):
+        config_lib.finalize(bad)
+
+
 def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
     fp_config.model.encoder_states = "first"  # what the runs before these fields had
     fp_config.model.encoder_padding = "zeros"
+    fp_config.model.output_skip = "none"
     saved = json.loads(fp_config.to_json())
     saved["model"]["conditional_frames"] = saved["model"].pop("conditioning_frames")
     del saved["model"]["encoder_states"]  # added later; older runs had "first"
     del saved["model"]["encoder_padding"]  # added later; older runs had "zeros"
+    del saved["model"]["output_skip"]  # added later; older runs had "none"
     (tmp_path / "config.json").write_text(json.dumps(saved))
     loaded = checkpoints.load_workdir_config(str(tmp_path))
     assert loaded.model.conditioning_frames == 2
     assert loaded.model.encoder_states == "first"
     assert loaded.model.encoder_padding == "zeros"
+    assert loaded.model.output_skip == "none"
     assert "conditional_frames" not in loaded.model
     checkpoints.check_resume_compatible(loaded, fp_config)
 

@@ -334,7 +334,10 @@ def test_mirrored_two_cpus_matches_one_device():
     changed = float(re.search(r"changed=(\S+)", out.stdout).group(1))
     assert changed > 1e-4  # one Adam step moves weights by ~lr = 2e-4
     assert diff < 2e-5  # kernels, embeddings, BN/SN state: same step on both
-    assert bias_diff < 1e-4  # see the script: pre-BN biases have ~0 gradients
+    # Pre-BN conv biases have ~0 gradients whose sign is summation-order noise, and
+    # Adam's first step moves a weight by up to lr whatever the gradient's size: the
+    # two runs' biases may differ by up to 2 x D's lr (4e-4). Seen: 1.02e-4.
+    assert bias_diff < 2 * 4e-4
 
 
 def _free_ports(n):

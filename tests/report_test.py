@@ -76,3 +76,17 @@ def test_report_command_prints_table_and_writes_plot(tmp_path):
     )
     assert "| run_b | 4 | 2.0 | 0.500 | 25.0 (2.5) | 0.75 |" in proc.stdout
     assert out.exists()
+
+
+def test_class_target_is_80_percent_for_prediction_runs_90_for_generation(tmp_path):
+    for name, model, want in (
+        ("gen", {"conditioning_frames": 0}, report.GENERATION_TARGET),
+        ("fp", {"conditioning_frames": 4}, report.PREDICTION_TARGET),
+        ("old", None, report.GENERATION_TARGET),  # a config without the field
+    ):
+        w = tmp_path / name
+        os.makedirs(w)
+        config = {} if model is None else {"model": model}
+        (w / "config.json").write_text(json.dumps(config))
+        assert report.class_target(str(w)) == want, name
+    assert (report.PREDICTION_TARGET, report.GENERATION_TARGET) == (0.8, 0.9)

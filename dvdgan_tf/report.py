@@ -40,9 +40,14 @@ PREDICTION_TARGET = 0.8
 
 
 def class_target(workdir: str) -> float:
-    """The class-accuracy target of a run, by its saved config (FP or generation)."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        model = json.load(f).get("model", {})
+    """The class-accuracy target of a run, by its saved config (FP or generation).
+
+    Read with `checkpoints.load_workdir_config`, which maps renamed fields (older FP
+    runs saved `conditional_frames`); imported here so `import report` stays TF-free.
+    """
+    from dvdgan_tf import checkpoints
+
+    model = checkpoints.load_workdir_config(workdir).get("model", {})
     if model.get("conditioning_frames", 0) > 0:
         return PREDICTION_TARGET
     return GENERATION_TARGET

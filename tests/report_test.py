@@ -83,6 +83,8 @@ def test_class_target_is_80_percent_for_prediction_runs_90_for_generation(tmp_pa
         ("gen", {"conditioning_frames": 0}, report.GENERATION_TARGET),
         ("fp", {"conditioning_frames": 4}, report.PREDICTION_TARGET),
         ("old", None, report.GENERATION_TARGET),  # a config without the field
+        # An FP run saved before the field's rename (checkpoints maps it).
+        ("renamed", {"conditional_frames": 4}, report.PREDICTION_TARGET),
     ):
         w = tmp_path / name
         os.makedirs(w)

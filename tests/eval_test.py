@@ -282,6 +282,13 @@ def test_builtin_metrics_real_vs_noise(trained, real_sets):
     assert good["num_compared"] == 120
     assert 0.7 <= good["diversity_ratio"] <= 1.3, good
 
+    # The breakdown agrees with the total: on balanced labels the per-class mean is
+    # class_accuracy, and a right class has the right shape and motion.
+    per_class = [good[f"class_accuracy/{n}"] for n in synthetic.CLASS_NAMES]
+    assert np.mean(per_class) == pytest.approx(good["class_accuracy"], abs=1e-9)
+    assert good["shape_accuracy"] >= good["class_accuracy"]
+    assert good["motion_accuracy"] >= good["class_accuracy"]
+
     wrong = metrics(held_v, (held_y + 1 + np.arange(120) % 11) % synthetic.NUM_CLASSES)
     assert wrong["class_accuracy"] <= 0.15, wrong
 
@@ -296,6 +303,32 @@ def test_builtin_metrics_real_vs_noise(trained, real_sets):
 
     one_shot = classifier.builtin_metrics(model, held_v, held_y, real_v, real_y)
     assert one_shot["frechet"] == pytest.approx(good["frechet"], rel=1e-6)
+
+
+def test_class_breakdown_hand_computed():
+    names = list(synthetic.CLASS_NAMES)
+    ids = [names.index(n) for n in ("square_left", "circle_left", "triangle_up")]
+    sl, cl, tu = ids
+    labels = [sl, sl, sl, sl, tu, tu]
+    predicted = [
+        sl,  # right
+        cl,  # shape wrong, motion right
+        names.index("square_grow"),  # shape right, motion wrong
+        names.index("triangle_rotate"),  # both wrong
+        tu,  # right
+        names.index("circle_up"),  # shape wrong, motion right
+    ]
+    out = classifier.class_breakdown(predicted, labels)
+    assert out == {
+        "shape_accuracy": pytest.approx(3 / 6),
+        "motion_accuracy": pytest.approx(4 / 6),
+        "class_accuracy/square_left": pytest.approx(1 / 4),
+        "class_accuracy/triangle_up": pytest.approx(1 / 2),
+    }
+    with pytest.raises(ValueError, match=r"class ids in \[0, 12\).*\[0, 12\]"):
+        classifier.class_breakdown([0, 12], [0, 1])
+    with pytest.raises(ValueError, match=r"\(3,\) and \(2,\)"):
+        classifier.class_breakdown([0, 1, 2], [0, 1])
 
 
 def test_builtin_metrics_rejects_wrong_shape(trained, real_sets):

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from dvdgan_tf import evaluation
+from dvdgan_tf.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, R = 4, 16  # The runlocal config's frames and resolution.
@@ -33,6 +34,10 @@ BUILTIN_KEYS = {
     "builtin/diversity_ratio",
     "builtin/num_compared",
     "builtin/classifier_test_accuracy",
+    "builtin/shape_accuracy",
+    "builtin/motion_accuracy",
+    # Samples are class-balanced (>= 12 here), so every class has its accuracy.
+    *(f"builtin/class_accuracy/{name}" for name in synthetic.CLASS_NAMES),
 }
 
 

@@ -17,6 +17,10 @@ and measure generated videos with it:
   * diversity: mean over classes of the average pairwise L2 distance between the
     features of generated videos of that class; `diversity_real` the same on real
     clips; `diversity_ratio` = diversity / diversity_real (mode collapse -> << 1).
+  * the breakdown of class_accuracy (`class_breakdown`): `shape_accuracy` and
+    `motion_accuracy` (the predicted class has the asked shape / motion, whatever
+    the other half), and `class_accuracy/<class name>` for each class asked for:
+    which classes a run has not learnt yet, and whether it misses shape or motion.
 
 Future prediction (DVD-GAN-FP): `PredictionMetrics` scores predicted continuations
 with the same classifier and keys; the target class is the conditioning clip's, so
@@ -250,6 +254,41 @@ def real_clips(
     return to_float_videos(videos), np.asarray(labels, np.int32)
 
 
+def class_breakdown(predicted, labels) -> dict[str, float]:
+    """Where class accuracy is lost: shape / motion accuracy and accuracy per class.
+
+    predicted, labels: class ids [N] of the built-in dataset (classifier argmax and
+    the asked class). Returns {"shape_accuracy", "motion_accuracy",
+    "class_accuracy/<name>" for each class present in `labels`}.
+    """
+    synthetic = _synthetic()
+    predicted = np.asarray(predicted, np.int64)
+    labels = np.asarray(labels, np.int64)
+    if predicted.shape != labels.shape or predicted.ndim != 1:
+        raise ValueError(
+            f"predicted and labels must both be [N]; received shapes "
+            f"{predicted.shape} and {labels.shape}"
+        )
+    for name, ids in (("predicted", predicted), ("labels", labels)):
+        if ids.size and (ids.min() < 0 or ids.max() >= synthetic.NUM_CLASSES):
+            raise ValueError(
+                f"{name} must be class ids in [0, {synthetic.NUM_CLASSES}); "
+                f"received values in [{ids.min()}, {ids.max()}]"
+            )
+    shape = np.array([synthetic.shape_of(c) for c in range(synthetic.NUM_CLASSES)])
+    motion = np.array([synthetic.motion_of(c) for c in range(synthetic.NUM_CLASSES)])
+    out = {
+        "shape_accuracy": float(np.mean(shape[predicted] == shape[labels])),
+        "motion_accuracy": float(np.mean(motion[predicted] == motion[labels])),
+    }
+    for c in np.unique(labels):
+        asked = labels == c
+        out[f"class_accuracy/{synthetic.CLASS_NAMES[c]}"] = float(
+            np.mean(predicted[asked] == c)
+        )
+    return out
+
+
 def _mean_pairwise_distance(feats: np.ndarray) -> float:
     """Average L2 distance over the n (n - 1) / 2 pairs of rows of feats [n, D]."""
     sq = np.sum(feats**2, axis=1)
@@ -348,10 +387,9 @@ class BuiltinMetrics:
         real_a = self.real_feats[self._half_a[:n]]
         real_b = self.real_feats[self._half_b[:n]]
         diversity = per_class_diversity(fake_feats, fake_labels)
+        predicted = np.argmax(fake_logits, axis=1)  # [N] class ids
         return {
-            "class_accuracy": float(
-                np.mean(np.argmax(fake_logits, axis=1) == fake_labels)
-            ),
+            "class_accuracy": float(np.mean(predicted == fake_labels)),
             "real_accuracy": self.real_accuracy,
             "frechet": frechet.frechet_distance(fake_feats[:n], real_a),
             "frechet_real_real": frechet.frechet_distance(real_b, real_a),
@@ -359,6 +397,7 @@ class BuiltinMetrics:
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,
             "num_compared": n,
+            **class_breakdown(predicted, fake_labels),
         }
 
 
@@ -409,8 +448,9 @@ class PredictionMetrics(BuiltinMetrics):
         ):
             raise ValueError("labels must be the conditioning clips' labels, in order")
         diversity = per_class_diversity(feats, self.real_labels)
+        predicted = np.argmax(logits, 1)  # [N] class ids
         return {
-            "class_accuracy": float(np.mean(np.argmax(logits, 1) == self.real_labels)),
+            "class_accuracy": float(np.mean(predicted == self.real_labels)),
             "real_accuracy": self.real_accuracy,
             "frechet": frechet.frechet_distance(feats, self.reference_feats),
             "frechet_real_real": self.frechet_real_real,
@@ -418,6 +458,7 @@ class PredictionMetrics(BuiltinMetrics):
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,
             "num_compared": n,
+            **class_breakdown(predicted, self.real_labels),
         }
 
 

@@ -115,6 +115,46 @@ def check_resume_compatible(saved, config) -> None:
         )
 
 
+def resume_differences(saved, config) -> list[str]:
+    """Non-model fields whose value differs from the saved run's, as "sec.field:
+    saved X vs now Y" (resuming may change them; training logs the list, since a
+    forgotten command-line override changes the run silently otherwise)."""
+    diffs = []
+    for section in sorted(set(saved.keys()) | set(config.keys())):
+        if section == "model":
+            continue
+        old, new = saved.get(section, {}), config.get(section, {})
+        if not hasattr(old, "items") or not hasattr(new, "items"):
+            continue
+        old = {k: _as_plain(v) for k, v in old.items()}
+        new = {k: _as_plain(v) for k, v in new.items()}
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                diffs.append(
+                    f"{section}.{k}: saved {old.get(k)!r} vs now {new.get(k)!r}"
+                )
+    return diffs
+
+
+def check_keep_checkpoints(workdir: str, keep: int) -> None:
+    """Refuses a resume whose train.keep_checkpoints would delete saved checkpoints.
+
+    tf.train.CheckpointManager deletes the oldest checkpoints beyond `keep` at its
+    first save, so resuming a run saved with a larger keep_checkpoints (an override
+    left off the command line) would silently delete the earlier ones.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
+    saved = list(state.all_model_checkpoint_paths) if state else []
+    if len(saved) > keep:
+        names = ", ".join(os.path.basename(p) for p in saved[: len(saved) - keep])
+        raise ValueError(
+            f"resuming with train.keep_checkpoints={keep} would delete "
+            f"{len(saved) - keep} of the run's {len(saved)} checkpoints ({names}); "
+            f"pass --config.train.keep_checkpoints={len(saved)} (or more), or "
+            f"delete the ones you do not need from {checkpoint_dir(workdir)}"
+        )
+
+
 def write_workdir_config(workdir: str, config, class_names=None) -> None:
     tf.io.gfile.makedirs(workdir)
     with tf.io.gfile.GFile(config_path(workdir), "w") as f:

@@ -8,7 +8,10 @@ scalars every `train.log_every` steps, EMA sample GIFs every `train.sample_every
 steps (DVD-GAN-FP: 12 fixed real clips of the test split, each beside its
 conditioning frames followed by G's prediction), a stop on a non-finite loss
 (naming the step and the loss, keeping the last good checkpoint), and a
-checkpoint-and-stop on SIGTERM (preemption).
+checkpoint-and-stop on SIGTERM (preemption). On resume the settings are the
+command's: a different architecture is refused, other changed fields are logged,
+and a keep_checkpoints that would delete saved checkpoints is refused
+(`checkpoints.check_keep_checkpoints`).
 
 The step counter is the generator optimizer's iteration count (G steps). The input
 pipeline yields d_steps x (per-replica batch) clips per step: one fresh chunk per D
@@ -255,9 +258,12 @@ def train(
     chief = is_chief(strategy)
     names = data.class_names(config)
     if tf.io.gfile.exists(checkpoints.config_path(workdir)):
-        checkpoints.check_resume_compatible(
-            checkpoints.load_workdir_config(workdir), config
-        )
+        saved = checkpoints.load_workdir_config(workdir)
+        checkpoints.check_resume_compatible(saved, config)
+        if chief:  # non-chief workers keep no checkpoints of their own
+            checkpoints.check_keep_checkpoints(workdir, config.train.keep_checkpoints)
+        for diff in checkpoints.resume_differences(saved, config):
+            logging.warning("resuming with a changed setting: %s", diff)
     if chief:
         checkpoints.write_workdir_config(workdir, config, names)
 

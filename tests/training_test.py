@@ -508,6 +508,39 @@ def test_resume_with_a_different_architecture_is_refused(tiny_config, tmp_path):
     )
 
 
+def test_resume_that_would_delete_checkpoints_is_refused(tiny_config, tmp_path):
+    workdir = str(tmp_path / "wd")
+    first = tiny_config.copy_and_resolve_references()
+    with first.unlocked():
+        first.train.keep_checkpoints = 5
+    _train_in_process(first, workdir, num_steps=4, checkpoint_every=1)
+    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+    before = sorted(os.listdir(ckpt_dir))
+    # The same run resumed without its keep_checkpoints override (default 3) would
+    # delete ckpt-1 at its first save: refused, naming the value and the fix.
+    again = first.copy_and_resolve_references()
+    with again.unlocked():
+        again.train.keep_checkpoints = 3
+        again.train.num_steps = 6
+    with pytest.raises(
+        ValueError,
+        match=r"keep_checkpoints=3 would delete 1 of the run's 4 checkpoints "
+        r"\(ckpt-1\); pass --config.train.keep_checkpoints=4",
+    ):
+        training.train(again, workdir, verbose=0)
+    assert sorted(os.listdir(ckpt_dir)) == before
+    assert checkpoints.load_workdir_config(workdir).train.keep_checkpoints == 5
+    # Other changed settings are allowed and listed.
+    with again.unlocked():
+        again.train.keep_checkpoints = 4
+    saved = checkpoints.load_workdir_config(workdir)
+    assert checkpoints.resume_differences(saved, again) == [
+        "train.keep_checkpoints: saved 5 vs now 4",
+        "train.num_steps: saved 4 vs now 6",
+    ]
+    assert checkpoints.resume_differences(saved, first) == []
+
+
 def test_train_writes_workdir_layout(tiny_config, tmp_path):
     workdir = str(tmp_path / "wd")
     _train_in_process(

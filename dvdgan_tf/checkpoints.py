@@ -100,18 +100,28 @@ def _as_plain(value):
     return value
 
 
+def _section_differences(section: str, saved, config) -> list[str]:
+    """Fields of `section` whose value differs between two configs, each as
+    "section.field: saved X vs now Y", sorted by field name."""
+    old, new = saved.get(section, {}), config.get(section, {})
+    if not hasattr(old, "items") or not hasattr(new, "items"):
+        return []
+    old = {k: _as_plain(v) for k, v in old.items()}
+    new = {k: _as_plain(v) for k, v in new.items()}
+    return [
+        f"{section}.{k}: saved {old.get(k)!r} vs now {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+
+
 def check_resume_compatible(saved, config) -> None:
     """Refuses to resume a run whose model section differs from the saved one."""
-    old = {k: _as_plain(v) for k, v in saved.model.items()}
-    new = {k: _as_plain(v) for k, v in config.model.items()}
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = _section_differences("model", saved, config)
     if diff:
-        details = ", ".join(
-            f"model.{k}: saved {old.get(k)!r} vs now {new.get(k)!r}" for k in diff
-        )
         raise ValueError(
             "the workdir holds a run with a different architecture; refusing to resume "
-            f"({details}). Use a new --workdir, or the original config."
+            f"({', '.join(diff)}). Use a new --workdir, or the original config."
         )
 
 
@@ -119,21 +129,8 @@ def resume_differences(saved, config) -> list[str]:
     """Non-model fields whose value differs from the saved run's, as "sec.field:
     saved X vs now Y" (resuming may change them; training logs the list, since a
     forgotten command-line override changes the run silently otherwise)."""
-    diffs = []
-    for section in sorted(set(saved.keys()) | set(config.keys())):
-        if section == "model":
-            continue
-        old, new = saved.get(section, {}), config.get(section, {})
-        if not hasattr(old, "items") or not hasattr(new, "items"):
-            continue
-        old = {k: _as_plain(v) for k, v in old.items()}
-        new = {k: _as_plain(v) for k, v in new.items()}
-        for k in sorted(set(old) | set(new)):
-            if old.get(k) != new.get(k):
-                diffs.append(
-                    f"{section}.{k}: saved {old.get(k)!r} vs now {new.get(k)!r}"
-                )
-    return diffs
+    sections = sorted((set(saved.keys()) | set(config.keys())) - {"model"})
+    return [d for s in sections for d in _section_differences(s, saved, config)]
 
 
 def check_keep_checkpoints(workdir: str, keep: int) -> None:

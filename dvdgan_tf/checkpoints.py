@@ -69,7 +69,11 @@ _ADDED_FIELDS = {
         "output_skip": "none",
     },
     "eval": {"standing_stats": 0},
-    "train": {"ema_statistics": "forward", "g_dt_weight": 1.0},
+    "train": {
+        "ema_statistics": "forward",
+        "g_dt_weight": 1.0,
+        "g_dt_weight_schedule": (),
+    },
 }
 
 

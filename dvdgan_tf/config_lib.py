@@ -128,6 +128,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.ema_statistics = "forward"
     # D_T's weight in G's loss -(mean D_S + w mean D_T); paper: 1 (dvdgan_tf/losses.py).
     c.train.g_dt_weight = 1.0
+    # ((step, w), ...): from G step `step` on (steps done), D_T's weight is `w`, the
+    # last entry reached; train.g_dt_weight before the first. () = constant.
+    c.train.g_dt_weight_schedule = ()
     c.train.fake_labels = "real"  # "real": reuse the real batch's labels | "uniform"
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 3
@@ -222,6 +225,31 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
 
+def check_weight_schedule(schedule, name: str) -> tuple[tuple[int, float], ...]:
+    """A piecewise-constant weight schedule as ((step, weight), ...) with ints
+    step >= 0 strictly increasing and weights >= 0; raises ValueError quoting
+    `name` and the bad value otherwise."""
+
+    def bad(why):
+        return ValueError(f"{name} {why}; received {name}={schedule!r}")
+
+    if not isinstance(schedule, (list, tuple)):
+        raise bad("must be a sequence of (step, weight) pairs")
+    pairs = []
+    for entry in schedule:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            raise bad(f"must hold (step, weight) pairs, not {entry!r}")
+        step, w = entry
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise bad(f"steps must be ints >= 0, not {step!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise bad(f"weights must be numbers >= 0, not {w!r}")
+        if pairs and step <= pairs[-1][0]:
+            raise bad("steps must increase strictly")
+        pairs.append((step, float(w)))
+    return tuple(pairs)
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ValueError quoting the first bad value in `c`."""
     m, t = c.model, c.train
@@ -300,6 +328,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"train.g_dt_weight must be a number >= 0; received train.g_dt_weight={w!r}"
         )
+    check_weight_schedule(
+        t.get("g_dt_weight_schedule", ()), "train.g_dt_weight_schedule"
+    )
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(
             f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"

@@ -4,9 +4,9 @@ For each discriminator D in {D_S, D_T}, with scores on real videos x and fakes G
   L_D = mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))
 and the total D loss is L_{D_S} + L_{D_T}. The generator loss is
   L_G = -(mean(D_S(G(z))) + w_T mean(D_T(G(z)))),
-with w_T = 1 in the paper (`train.g_dt_weight`: a departure for runs where D_T
-separates real from fake completely and its gradient is all G gets, see
-BENCHMARKS.md, DVD-GAN-FP).
+with w_T = 1 in the paper (`train.g_dt_weight` and `train.g_dt_weight_schedule`: a
+departure for DVD-GAN-FP runs where G trades D_T's motion against D_S's crisp frames,
+see BENCHMARKS.md, DVD-GAN-FP).
 The functions return every term worth logging; means are over this replica's batch.
 """
 

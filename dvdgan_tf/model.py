@@ -102,6 +102,7 @@ class DVDGAN(keras.Model):
         fake_labels: str = "real",
         ema_statistics: str = "forward",
         g_dt_weight: float = 1.0,
+        g_dt_weight_schedule=(),
         **kwargs,
     ):
         """kwargs go to keras.Model.compile (jit_compile, steps_per_execution).
@@ -109,6 +110,8 @@ class DVDGAN(keras.Model):
         ema_statistics: where the EMA generator's BatchNorm statistics come from,
         "forward" (its own forward pass each step) or "copy" (G's); `_update_ema`.
         g_dt_weight: D_T's weight in G's loss (`losses.generator_loss`; paper 1).
+        g_dt_weight_schedule: ((step, w), ...): from G step `step` on, the weight
+            is `w` (the last entry reached); g_dt_weight before the first.
         """
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
@@ -138,6 +141,9 @@ class DVDGAN(keras.Model):
             raise ValueError(
                 f"g_dt_weight must be a number >= 0; received {g_dt_weight!r}"
             )
+        schedule = config_lib.check_weight_schedule(
+            g_dt_weight_schedule, "g_dt_weight_schedule"
+        )
         super().compile(**kwargs)
         # Keras 3.15 averages a step's logs across workers with
         # strategy.reduce("MEAN", v, axis=0), which needs a batch axis on scalars.
@@ -152,6 +158,7 @@ class DVDGAN(keras.Model):
         self.fake_labels = fake_labels
         self.ema_statistics = ema_statistics
         self.g_dt_weight = float(g_dt_weight)
+        self.g_dt_weight_schedule = schedule
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator_variables)
         self.copy_generator_to_ema()
@@ -232,6 +239,14 @@ class DVDGAN(keras.Model):
             seed=self.seed_generator,
         )
 
+    def _g_dt_weight_now(self):
+        """D_T's weight in this G step's loss (`g_dt_weight_schedule`)."""
+        done = self.g_optimizer.iterations  # G steps done before this one
+        w = tf.constant(self.g_dt_weight)
+        for step, value in self.g_dt_weight_schedule:
+            w = tf.where(done >= step, value, w)
+        return w
+
     def _g_step(self, labels, z, cond=None):
         fake_y = self._fake_labels(labels)
         with tf.GradientTape() as tape:
@@ -239,7 +254,7 @@ class DVDGAN(keras.Model):
             terms = losses.generator_loss(
                 self.spatial_discriminator(fake, fake_y, training=True),
                 self.temporal_discriminator(fake, fake_y, training=True),
-                self.g_dt_weight,
+                self._g_dt_weight_now(),
             )
             scaled = self._scale(terms["g_loss"], self.g_optimizer)
         variables = self.generator.trainable_variables
@@ -348,6 +363,7 @@ class DVDGAN(keras.Model):
             fake_labels=t.fake_labels,
             ema_statistics=t.get("ema_statistics", "forward"),
             g_dt_weight=t.get("g_dt_weight", 1.0),
+            g_dt_weight_schedule=t.get("g_dt_weight_schedule", ()),
             jit_compile=jit_compile,
             steps_per_execution=t.steps_per_execution,
         )

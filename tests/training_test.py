@@ -215,18 +215,23 @@ def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
     )
 
 
-def test_g_dt_weight_reaches_the_train_step_and_is_validated(tiny_config, tmp_path):
-    """train.g_dt_weight = w: every logged G loss is g_ds + w g_dt (means are linear,
-    so this holds for the epoch's averages too); bad values are refused, quoted."""
+def test_g_dt_weight_and_its_schedule_reach_the_train_step_and_are_validated(
+    tiny_config, tmp_path
+):
+    """train.g_dt_weight = w until the schedule's first step, then the schedule's
+    weight: every logged G loss is g_ds + w g_dt with the w of its step (one step
+    per epoch); bad values are refused, quoted."""
     from dvdgan_tf import config_lib
 
     with tiny_config.unlocked():
         tiny_config.train.g_dt_weight = 0.25
+        tiny_config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
     gan = DVDGAN.from_config_dict(tiny_config)
-    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
-    g_loss, g_ds, g_dt = (h.history[k][-1] for k in ("g_loss", "g_ds", "g_dt"))
-    assert abs(g_dt) > 1e-3  # the check below would not see the weight otherwise
-    np.testing.assert_allclose(g_loss, g_ds + 0.25 * g_dt, rtol=1e-5, atol=1e-6)
+    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=2, verbose=0)
+    for epoch, w in enumerate((0.25, 3.0)):
+        g_loss, g_ds, g_dt = (h.history[k][epoch] for k in ("g_loss", "g_ds", "g_dt"))
+        assert abs(g_dt) > 1e-3  # the check below would not see the weight otherwise
+        np.testing.assert_allclose(g_loss, g_ds + w * g_dt, rtol=1e-5, atol=1e-6)
     bad = tiny_config.copy_and_resolve_references()
     bad.train.g_dt_weight = -0.5  # (ConfigDict itself refuses other types)
     with pytest.raises(ValueError, match=re.escape("train.g_dt_weight=-0.5")):
@@ -234,11 +239,26 @@ def test_g_dt_weight_reaches_the_train_step_and_is_validated(tiny_config, tmp_pa
     bad.train.g_dt_weight = -1.0
     with pytest.raises(ValueError, match="-1.0"):
         DVDGAN.from_config_dict(bad)
+    bad.train.g_dt_weight = 1.0
+    for schedule, why in [
+        (((5, 1.0), (5, 2.0)), "increase strictly"),
+        (((5, -2.0),), "weights must be numbers >= 0, not -2.0"),
+        (((-1, 2.0),), "steps must be ints >= 0, not -1"),
+        (((5, 1.0, 2.0),), "(step, weight) pairs, not (5, 1.0, 2.0)"),
+    ]:
+        bad.train.g_dt_weight_schedule = schedule
+        message = f"{why}; received train.g_dt_weight_schedule={schedule!r}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            config_lib.validate(bad)
+    with pytest.raises(ValueError, match=re.escape("g_dt_weight_schedule=((5, 1.0")):
+        DVDGAN.from_config_dict(bad)
     saved = json.loads(tiny_config.to_json())
-    del saved["train"]["g_dt_weight"]  # a run saved before the field: the paper's 1
+    del saved["train"]["g_dt_weight"]  # a run saved before the fields: the paper's 1
+    del saved["train"]["g_dt_weight_schedule"]
     with open(checkpoints.config_path(str(tmp_path)), "w") as f:
         json.dump(saved, f)
-    assert checkpoints.load_workdir_config(str(tmp_path)).train.g_dt_weight == 1.0
+    loaded = checkpoints.load_workdir_config(str(tmp_path)).train
+    assert (loaded.g_dt_weight, loaded.g_dt_weight_schedule) == (1.0, ())
 
 
 def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):

@@ -14,7 +14,10 @@ so a good prediction keeps it.
 Like the generation config it writes real-vs-predicted sample GIFs and evaluates
 every 500 steps (EMA and raw G): `builtin/class_accuracy` is the fraction of
 predicted continuations that the built-in classifier (8 frames, 32x32, the same
-one as for generation) assigns to the conditioning clip's class. Afterwards:
+one as for generation) assigns to the conditioning clip's class: 80.7% at step 19,000
+and 82-84% after it in the run documented in BENCHMARKS.md (D_T's weight in G's loss
+rising 1 -> 2 -> 4 -> 8, `train.g_dt_weight_schedule` below; ~0.9 s/step on 2 cores,
+~6.5 hours for all 22,000 steps). Afterwards:
 
   python -m dvdgan_tf.sample --workdir=workdirs/synthetic_actions_fp_cpu \\
       --out=fp.gif --num_conditioning=8
@@ -46,6 +49,14 @@ def get_config(arg: str | None = None):
     # encoder's features (a departure: without it D_T won outright from step ~2,000
     # in every run, keyed on the seam between real and G's frames; BENCHMARKS.md).
     c.model.output_skip = "last_frame"
+    # D_T's weight in G's loss rises during the run (a departure; paper: 1). With 1
+    # G moved translating shapes at ~40% of the data's speed and class kept sat at
+    # ~64%: D_S scores a shape continued in place better than a moving one, and G
+    # settled between the two. Each raise moved that compromise (70%, 79%, 82%;
+    # BENCHMARKS.md). The steps are where the documented run was resumed with the
+    # next weight.
+    c.train.g_dt_weight_schedule = ((12_920, 2.0), (15_711, 4.0), (18_341, 8.0))
+    c.train.num_steps = 22_000  # 82-84% class kept from step 19,500 (BENCHMARKS.md).
     c.train.sample_every = 500  # Real-vs-predicted GIFs of 12 fixed test clips.
     # eval.num_samples = 600 (inherited) conditioning clips; the builtin metric reads
     # 2 x 600 = all 1200 clips of the test split (see dvdgan_tf/evaluation.py).

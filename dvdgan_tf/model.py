@@ -47,6 +47,7 @@ _METRICS = (
     "g_loss",
     "g_ds",
     "g_dt",
+    "g_dt_weight",  # D_T's weight in this step's G loss (train.g_dt_weight_schedule)
     "d_grad_norm",
     "g_grad_norm",
     "g_sigma",
@@ -249,18 +250,20 @@ class DVDGAN(keras.Model):
 
     def _g_step(self, labels, z, cond=None):
         fake_y = self._fake_labels(labels)
+        dt_weight = self._g_dt_weight_now()
         with tf.GradientTape() as tape:
             fake = self._fake(z, fake_y, cond)
             terms = losses.generator_loss(
                 self.spatial_discriminator(fake, fake_y, training=True),
                 self.temporal_discriminator(fake, fake_y, training=True),
-                self._g_dt_weight_now(),
+                dt_weight,
             )
             scaled = self._scale(terms["g_loss"], self.g_optimizer)
         variables = self.generator.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.g_optimizer.apply_gradients(zip(grads, variables))
         terms["g_grad_norm"] = tf.linalg.global_norm(grads)
+        terms["g_dt_weight"] = dt_weight
         return terms, fake_y
 
     def _update_ema(self, z, labels, frames=None):

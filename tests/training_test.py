@@ -228,6 +228,7 @@ def test_g_dt_weight_and_its_schedule_reach_the_train_step_and_are_validated(
         tiny_config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
     gan = DVDGAN.from_config_dict(tiny_config)
     h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=2, verbose=0)
+    assert h.history["g_dt_weight"] == [0.25, 3.0]  # logged, for TensorBoard
     for epoch, w in enumerate((0.25, 3.0)):
         g_loss, g_ds, g_dt = (h.history[k][epoch] for k in ("g_loss", "g_ds", "g_dt"))
         assert abs(g_dt) > 1e-3  # the check below would not see the weight otherwise

@@ -225,6 +225,18 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
 
+def _is_weight(w) -> bool:
+    return not isinstance(w, bool) and isinstance(w, (int, float)) and w >= 0
+
+
+def check_weight(w, name: str) -> float:
+    """A loss weight: a number >= 0 (not a bool), returned as a float; raises
+    ValueError quoting `name` and the bad value otherwise."""
+    if not _is_weight(w):
+        raise ValueError(f"{name} must be a number >= 0; received {name}={w!r}")
+    return float(w)
+
+
 def check_weight_schedule(schedule, name: str) -> tuple[tuple[int, float], ...]:
     """A piecewise-constant weight schedule as ((step, weight), ...) with ints
     step >= 0 strictly increasing and weights >= 0; raises ValueError quoting
@@ -242,7 +254,7 @@ def check_weight_schedule(schedule, name: str) -> tuple[tuple[int, float], ...]:
         step, w = entry
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise bad(f"steps must be ints >= 0, not {step!r}")
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+        if not _is_weight(w):
             raise bad(f"weights must be numbers >= 0, not {w!r}")
         if pairs and step <= pairs[-1][0]:
             raise bad("steps must increase strictly")
@@ -323,11 +335,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "train.ema_statistics must be 'forward' or 'copy'; received "
             f"train.ema_statistics={t.ema_statistics!r}"
         )
-    w = t.get("g_dt_weight", 1.0)
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-        raise ValueError(
-            f"train.g_dt_weight must be a number >= 0; received train.g_dt_weight={w!r}"
-        )
+    check_weight(t.get("g_dt_weight", 1.0), "train.g_dt_weight")
     check_weight_schedule(
         t.get("g_dt_weight_schedule", ()), "train.g_dt_weight_schedule"
     )

@@ -134,14 +134,7 @@ class DVDGAN(keras.Model):
                 f"ema_statistics must be one of {config_lib.EMA_STATISTICS}; received "
                 f"{ema_statistics!r}"
             )
-        if (
-            isinstance(g_dt_weight, bool)
-            or not isinstance(g_dt_weight, (int, float))
-            or g_dt_weight < 0
-        ):
-            raise ValueError(
-                f"g_dt_weight must be a number >= 0; received {g_dt_weight!r}"
-            )
+        g_dt_weight = config_lib.check_weight(g_dt_weight, "g_dt_weight")
         schedule = config_lib.check_weight_schedule(
             g_dt_weight_schedule, "g_dt_weight_schedule"
         )
@@ -158,7 +151,7 @@ class DVDGAN(keras.Model):
         self.ema_start = ema_start
         self.fake_labels = fake_labels
         self.ema_statistics = ema_statistics
-        self.g_dt_weight = float(g_dt_weight)
+        self.g_dt_weight = g_dt_weight
         self.g_dt_weight_schedule = schedule
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator_variables)

@@ -63,12 +63,14 @@ def main():
     if not 0.0 <= args.slow <= 1.0:
         raise ValueError(f"--slow must be in [0, 1]; received {args.slow}")
 
-    g, config, step = checkpoints.load_ema_generator(args.workdir, args.checkpoint)
+    # Resolved once: G and both discriminators come from the same checkpoint even
+    # while a run is still saving new ones.
+    path = checkpoints.resolve_checkpoint(args.workdir, args.checkpoint)
+    g, config, step = checkpoints.load_ema_generator(args.workdir, path)
     m = config.model
     c = m.conditioning_frames
     if not c:
         raise ValueError(f"{args.workdir!r} is not a DVD-GAN-FP run (C = 0)")
-    path = checkpoints.resolve_checkpoint(args.workdir, args.checkpoint)
     d_t = TemporalDiscriminator.from_model_config(m)
     d_s = SpatialDiscriminator.from_model_config(m)
     status = tf.train.Checkpoint(

@@ -354,7 +354,11 @@ def test_mirrored_two_cpus_matches_one_device():
     bias_diff = float(re.search(r"max_bias_diff=(\S+)", out.stdout).group(1))
     changed = float(re.search(r"changed=(\S+)", out.stdout).group(1))
     assert changed > 1e-4  # one Adam step moves weights by ~lr = 2e-4
-    assert diff < 2e-5  # kernels, embeddings, BN/SN state: same step on both
+    # Kernels, embeddings, BN/SN state: same step on both. Adam's first step is
+    # lr * g / (|g| + eps), so weights with near-eps gradients amplify the
+    # summation-order noise: seen up to 2.38e-5 (one CI run), a wrong step moves
+    # weights by ~lr = 2e-4.
+    assert diff < 5e-5
     # Pre-BN conv biases have ~0 gradients whose sign is summation-order noise, and
     # Adam's first step moves a weight by up to lr whatever the gradient's size: the
     # two runs' biases may differ by up to 2 x D's lr (4e-4). Seen: 1.02e-4.

@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
     c.train.d_steps = 1  # Paper: 2. One halves the step time on a CPU (BENCHMARKS.md).
     # G's learning rate equal to D's (paper: G 1e-4, D 5e-4). With G at 2e-4 four
     # seeds needed 12,000-17,000 steps for 90% class accuracy; with 4e-4 seeds 0 and
-    # 1 reached it at steps 7,500 and 9,000 (BENCHMARKS.md).
+    # 1 reached it at steps 7,500 and 9,000, seed 2 was at 84% at 9,500 (BENCHMARKS.md).
     c.train.g_lr = 4e-4
     c.train.d_lr = 4e-4
     c.train.ema_decay = 0.999  # A CPU run is ~10^3 steps, not the paper's 3x10^5.

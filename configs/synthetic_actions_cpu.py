@@ -29,8 +29,8 @@ def get_config(arg: str | None = None):
     c.train.batch_size = 8
     # ~2 hours on 2 cores (115 min, 0.40 s/step with evaluations). With g_lr 4e-4
     # (below) seeds 0, 1, 2 met all three learning targets at steps 12,000, 15,000
-    # and 14,000 (BENCHMARKS.md); with 2e-4 seeds 1 and 2 met them from steps 13,500 and 16,500
-    # and seed 0 (twice) stayed at Fréchet 6-9.
+    # and 14,000 (BENCHMARKS.md); with 2e-4 seeds 1 and 2 met them from steps 13,500
+    # and 16,500 and seed 0 (twice) stayed at Fréchet 6-9.
     c.train.num_steps = 17000
     c.train.d_steps = 1  # Paper: 2. One halves the step time on a CPU (BENCHMARKS.md).
     # G's learning rate equal to D's (paper: G 1e-4, D 5e-4). With G at 2e-4 four

@@ -4,8 +4,9 @@ batch, same z: the weights after the step must agree.
 Plain SGD (no momentum) makes each trainable weight's change -lr * (its gradient summed
 over replicas), so a wrong loss scale or a missed all-reduce shows up in full; Adam's
 first step, lr * g / (|g| + eps), would hide both. Prints 'max_rel_diff=<x>' (largest
-per-tensor max|dg| / max|g|), 'max_state_diff=<x>' (BN moving statistics, SN vectors,
-EMA: absolute) and 'changed=<x>'."""
+per-tensor max|dg| / max|g|), 'max_small_diff=<x>' (absolute max|dg| over the tensors
+whose gradient is ~0, where a relative difference means nothing), 'max_state_diff=<x>'
+(BN moving statistics, SN vectors, EMA: absolute) and 'changed=<x>'."""
 
 import os
 import sys
@@ -90,7 +91,7 @@ def main():
     FixedNoiseGAN.calls = {}
     mirrored.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
     print("replicas", mirrored_strategy.num_replicas_in_sync)
-    rel_diffs, state_diffs, changed = [0.0], [0.0], 0.0
+    rel_diffs, small_diffs, state_diffs, changed = [0.0], [0.0], [0.0], 0.0
     for name in models:
         model_a, model_b = getattr(single, name), getattr(mirrored, name)
         trainable = {w.path for w in model_a.trainable_weights}
@@ -98,22 +99,27 @@ def main():
             wa, wb = np.asarray(a.value), np.asarray(b.value)
             if a.path in trainable:
                 ga = (before[a.path] - wa) / LR  # the gradient the single run applied
-                gb = (before[b.path] - wb) / LR
+                gb = (before[a.path] - wb) / LR  # the mirrored run's, same start
                 scale = np.abs(ga).max()
                 changed = max(changed, scale)
-                # Pre-BN conv biases get ~0 gradients (BN removes them): nothing to
-                # compare beyond the float noise of lr * g on a weight of size ~1.
+                d = np.abs(ga - gb).max()
+                # Pre-BN conv biases get ~0 gradients (BN removes them): relative to
+                # that ~0 the difference is float noise, so compare them absolutely.
                 if scale > 1e-3:
-                    d = np.abs(ga - gb).max() / scale
-                    rel_diffs.append(d)
-                    if "-v" in sys.argv and d > 1e-5:
-                        print(a.path, "rel", d, "scale", scale)
+                    rel_diffs.append(d / scale)
+                    if "-v" in sys.argv and d / scale > 1e-5:
+                        print(a.path, "rel", d / scale, "scale", scale)
+                else:
+                    small_diffs.append(d)
+                    if "-v" in sys.argv:
+                        print(a.path, "small", d, "scale", scale)
             else:
                 d = np.abs(wa - wb).max()
                 state_diffs.append(d)
                 if "-v" in sys.argv and d > 1e-6:
                     print(a.path, "state", d)
     print(f"max_rel_diff={max(rel_diffs):.3g}")
+    print(f"max_small_diff={max(small_diffs):.3g}")
     print(f"max_state_diff={max(state_diffs):.3g}")
     print(f"changed={changed:.3g}")
 

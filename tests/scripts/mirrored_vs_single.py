@@ -96,6 +96,7 @@ def main():
         model_a, model_b = getattr(single, name), getattr(mirrored, name)
         trainable = {w.path for w in model_a.trainable_weights}
         for a, b in zip(model_a.weights, model_b.weights):
+            assert a.path == b.path, (a.path, b.path)  # both runs' start is before[a]
             wa, wb = np.asarray(a.value), np.asarray(b.value)
             if a.path in trainable:
                 ga = (before[a.path] - wa) / LR  # the gradient the single run applied

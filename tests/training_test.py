@@ -360,8 +360,10 @@ def test_mirrored_two_cpus_matches_one_device():
     # wrong loss scale or a missed all-reduce is off by >= 0.5.
     assert rel < 1e-3
     # Pre-BN conv biases, whose gradients are ~1e-7 (BN cancels them): the difference
-    # in absolute terms (seen: 5.8e-7).
-    assert small < 1e-5
+    # in absolute terms, against float32 storage noise, ulp(|w| ~ 1) / lr = 1.2e-4
+    # (seen: 5.8e-7, and 1.3e-5 under pytest -n 2); a bias that got a real gradient
+    # in one run only is off by more than the 1e-3 cut-off.
+    assert small < 1e-3
     # BN moving statistics, spectral-norm vectors, the EMA generator (seen: 2.4e-7).
     assert state < 1e-5
 

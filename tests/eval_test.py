@@ -355,6 +355,23 @@ def test_cache_path_save_and_load(trained, tmp_path, monkeypatch):
         classifier.load_or_train_classifier(4, R, path=path)
 
 
+def test_classifier_is_float32_under_a_bfloat16_policy():
+    # A bfloat16 training run that trains the classifier (none cached) must get the
+    # same float32 yardstick as every other run.
+    reference = classifier.build_classifier(4, 8, 12)  # float32 policy
+    x = classifier.to_float_videos(synthetic.make_clips(3, 4, 8, seed=5)[0])
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = classifier.build_classifier(4, 8, 12)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.compute_dtype for layer in model.layers[1:]} == {"float32"}
+    model.set_weights(reference.get_weights())
+    out = model(x, training=False)
+    assert out.dtype == tf.float32
+    np.testing.assert_allclose(out, reference(x, training=False), rtol=1e-6, atol=1e-6)
+
+
 def test_train_classifier_command(tmp_path):
     out = str(tmp_path / "tiny.keras")
     cmd = [sys.executable, "-m", "dvdgan_tf.train_classifier", "--num_frames=4",

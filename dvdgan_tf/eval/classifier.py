@@ -98,24 +98,39 @@ _CONVS = (((1, 3, 3), 32, 1), ((1, 3, 3), 32, (1, 2, 2)), (3, 64, 2), (3, 64, 2)
 
 
 def build_classifier(num_frames: int, resolution: int, num_classes: int) -> keras.Model:
-    """The video classifier: float32 [B, T, R, R, 3] in [-1, 1] -> [B, K] logits."""
+    """The video classifier: float32 [B, T, R, R, 3] in [-1, 1] -> [B, K] logits.
+
+    Always float32, whatever Keras's global dtype policy: it is the metric's
+    yardstick, so a run under `runtime.mixed_precision="bfloat16"` that trains the
+    classifier (none cached yet) must not get a bfloat16 one, whose scores would
+    differ from every other run's.
+    """
     if num_frames < 4 or resolution < 8:
         raise ValueError(
             "the classifier needs num_frames >= 4 and resolution >= 8; received "
             f"num_frames={num_frames}, resolution={resolution}"
         )
     layers = keras.layers
-    video = keras.Input((num_frames, resolution, resolution, 3), name="video")
+    f32 = "float32"
+    video = keras.Input(
+        (num_frames, resolution, resolution, 3), dtype=f32, name="video"
+    )
     x = video
     for i, (kernel, ch, strides) in enumerate(_CONVS, start=1):
         x = layers.Conv3D(
-            ch, kernel, strides=strides, padding="same", use_bias=False, name=f"conv{i}"
+            ch,
+            kernel,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            dtype=f32,
+            name=f"conv{i}",
         )(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = layers.ReLU(name=f"relu{i}")(x)
-    x = layers.GlobalMaxPooling3D(name="pool")(x)  # [B, 64]
-    x = layers.Dense(64, activation="relu", name=FEATURE_LAYER)(x)  # [B, 64]
-    logits = layers.Dense(num_classes, name="logits")(x)  # [B, K]
+        x = layers.BatchNormalization(momentum=0.9, dtype=f32, name=f"bn{i}")(x)
+        x = layers.ReLU(dtype=f32, name=f"relu{i}")(x)
+    x = layers.GlobalMaxPooling3D(dtype=f32, name="pool")(x)  # [B, 64]
+    x = layers.Dense(64, activation="relu", dtype=f32, name=FEATURE_LAYER)(x)  # [B, 64]
+    logits = layers.Dense(num_classes, dtype=f32, name="logits")(x)  # [B, K]
     return keras.Model(
         video, logits, name=f"video_classifier_T{num_frames}_R{resolution}"
     )

@@ -3,6 +3,8 @@
   python -m dvdgan_tf.benchmark                       # every config, ~15-25 min on 2 cores
   python -m dvdgan_tf.benchmark --configs=reference --xla=on --out=/tmp/bench.json
   python -m dvdgan_tf.benchmark --quick               # tiny smoke run, < 1 min
+  python -m dvdgan_tf.benchmark --configs=configs/synthetic_actions_cpu.py \
+      --precision=both --xla=off --scaling=false --profile=false   # fp32 vs bf16
 
 Configs (`--configs`, comma list): a config spec `configs/x.py[:runlocal]`, or
 `reference` (64x64, T=8, k=8, batch 4, g_ch = d_ch = 32 with the BigGAN 64x64
@@ -17,7 +19,14 @@ measurement's own, XLA caches never leak between runs, and one failure is record
 `--intra_op_threads` / `--inter_op_threads` for every measurement.
 
 - matmul peak: a 4096x4096 float32 `tf.matmul` (2*n^3 FLOPs) in a `tf.function`,
-  best of `--matmul_reps`; measured in the same run as everything else.
+  best of `--matmul_reps`; measured in the same run as everything else. With
+  `--precision=bfloat16|both` also a bfloat16 one (`matmul_peak_bf16`), the peak
+  that bfloat16 train steps are a fraction of.
+- precision (`--precision`): the train step under Keras's float32 policy (results
+  keyed `xla_off` / `xla_on`) and/or its `mixed_bfloat16` one, as
+  `runtime.mixed_precision="bfloat16"` trains (float32 variables, bfloat16
+  convolutions; keyed `bf16_xla_off` / `bf16_xla_on`). On a CPU bfloat16 is fast
+  only with hardware for it (AMX-BF16 or AVX512_BF16); elsewhere it is emulated.
 - train step: `tf.function(gan.train_step, jit_compile=xla)` on a fixed random batch
   videos [d_steps*B, T, H, W, 3], labels [d_steps*B] (so no input pipeline cost).
   `compile_s` is the first call (trace + XLA compile + one step); then `--warmup`
@@ -88,6 +97,12 @@ _OUT = flags.DEFINE_string("out", "", "Write the results as JSON to this file.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (median reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the first call.")
 _XLA = flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "XLA for the step.")
+_PRECISION = flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16", "both"],
+    "Train-step precision: float32, Keras mixed_bfloat16 (float32 variables), both.",
+)
 _QUICK = flags.DEFINE_bool(
     "quick",
     False,
@@ -331,14 +346,16 @@ def task_matmul(spec: dict) -> dict:
     import tensorflow as tf
 
     n, reps = spec["n"], spec["reps"]
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+    dtype = spec.get("dtype", "float32")
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
     fn = tf.function(tf.matmul)
     r = _time_calls(fn, (a, b), 1, reps)
     best = min(r["times_s"])
     return {
         "n": n,
         "reps": reps,
+        "dtype": dtype,
         "best_s": best,
         "gflops": 2 * n**3 / best / 1e9,
         "median_gflops": 2 * n**3 / r["median_s"] / 1e9,
@@ -352,9 +369,12 @@ def task_matmul(spec: dict) -> dict:
 def task_train(spec: dict) -> dict:
     import tensorflow as tf
 
+    from dvdgan_tf import runtime
     from dvdgan_tf.model import DVDGAN
 
     config = load(spec["config"])
+    precision = spec.get("precision", "float32")
+    runtime.set_precision(precision)  # Before any layer is built.
     t0 = time.perf_counter()
     gan = DVDGAN.from_config_dict(config, jit_compile=spec["xla"])
     build_s = time.perf_counter() - t0
@@ -367,6 +387,7 @@ def task_train(spec: dict) -> dict:
     r = _time_calls(step, (batch,), spec["warmup"], spec["steps"])
     out = {
         "xla": spec["xla"],
+        "precision": precision,
         "build_s": build_s,
         "trace_s": trace_s,
         "compile_s": trace_s + r["first_call_s"],
@@ -641,6 +662,19 @@ def run_worker(spec: dict) -> dict:
 
 
 # -- orchestration (parent side) -------------------------------------------------
+PRECISIONS = {
+    "float32": ["float32"],
+    "bfloat16": ["bfloat16"],
+    "both": ["float32", "bfloat16"],
+}
+
+
+def train_key(xla: bool, precision: str) -> str:
+    """Results key of a train step: xla_on / xla_off, prefixed bf16_ for bfloat16."""
+    key = "xla_on" if xla else "xla_off"
+    return key if precision == "float32" else f"bf16_{key}"
+
+
 def _spawn(spec: dict, timeout: int) -> dict:
     """Runs one measurement in a fresh Python process; returns its JSON or an error."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -682,19 +716,26 @@ def plan(
     matmul_n,
     matmul_reps,
     threads=(0, 0),
+    precision="float32",
 ):
     """The list of measurements: (key path in the results, worker spec)."""
     modes = {"both": [False, True], "on": [True], "off": [False]}[xla]
     if quick:
         modes = [False] if xla == "both" else modes
+    precisions = PRECISIONS[precision]
     reps = dict(steps=steps, warmup=warmup)
-    jobs = [(("matmul_peak",), {"task": "matmul", "n": matmul_n, "reps": matmul_reps})]
+    mm = {"task": "matmul", "n": matmul_n, "reps": matmul_reps}
+    jobs = [(("matmul_peak",), mm)]
+    if "bfloat16" in precisions:
+        jobs.append((("matmul_peak_bf16",), {**mm, "dtype": "bfloat16"}))
     for s in specs:
-        for on in modes:
-            key = ("configs", s, "train", "xla_on" if on else "xla_off")
-            analytic = on == modes[0] and (s.startswith(REFERENCE) or quick)
-            train = {"task": "train", "config": s, "xla": on, "analytic": analytic}
-            jobs.append((key, {**train, **reps}))
+        for p in precisions:
+            for on in modes:
+                key = ("configs", s, "train", train_key(on, p))
+                first = on == modes[0] and p == precisions[0]
+                analytic = first and (s.startswith(REFERENCE) or quick)
+                train = {"task": "train", "config": s, "xla": on, "analytic": analytic}
+                jobs.append((key, {**train, "precision": p, **reps}))
         sample = {"task": "sample", "config": s, **reps}
         jobs.append((("configs", s, "sampling"), sample))
         batches = 2 if quick else 10
@@ -720,21 +761,35 @@ def _set(d: dict, key: tuple, value) -> None:
 
 
 def summarise(results: dict) -> None:
-    """Adds the derived numbers: fraction of peak, headroom, the reference point."""
-    peak = results.get("matmul_peak", {}).get("gflops")
+    """Adds the derived numbers: fraction of peak (of the matmul peak in the step's
+    precision), the faster XLA mode per precision, the pipeline's headroom over the
+    fastest step, the reference point (float32, as the issue defines it)."""
+    peaks = {
+        "float32": results.get("matmul_peak", {}).get("gflops"),
+        "bfloat16": results.get("matmul_peak_bf16", {}).get("gflops"),
+    }
+    peak = peaks["float32"]
     for spec, r in results.get("configs", {}).items():
         train = {k: v for k, v in r.get("train", {}).items() if "error" not in v}
         for v in train.values():
-            if peak:
-                v["fraction_of_peak"] = v["gflops_per_s"] / peak
+            v.setdefault("precision", "float32")  # Results from before --precision.
+            if peaks.get(v["precision"]):
+                v["fraction_of_peak"] = v["gflops_per_s"] / peaks[v["precision"]]
         if train:
-            best = min(train, key=lambda k: train[k]["step_s"])
-            r["faster_xla"] = best
-            consumed = train[best]["clips_per_s"]
+            fastest = min(train, key=lambda k: train[k]["step_s"])
+            consumed = train[fastest]["clips_per_s"]
             for p in r.get("pipeline", {}).values():
                 if isinstance(p, dict) and "clips_per_s" in p:
                     p["headroom"] = p["clips_per_s"] / consumed
-            if spec.startswith(REFERENCE):
+            for precision in ("float32", "bfloat16"):
+                same = [k for k, v in train.items() if v["precision"] == precision]
+                if same:
+                    suffix = "" if precision == "float32" else "_bf16"
+                    best = min(same, key=lambda k: train[k]["step_s"])
+                    r["faster_xla" + suffix] = best
+            fp32 = [k for k, v in train.items() if v["precision"] == "float32"]
+            if spec.startswith(REFERENCE) and fp32:
+                best = min(fp32, key=lambda k: train[k]["step_s"])
                 b = train[best]
                 results["reference"] = {
                     "config": spec,
@@ -764,19 +819,27 @@ def format_tables(results: dict) -> str:
         f"({mm.get('n')}x{mm.get('n')} tf.matmul, best of {mm.get('reps')}; "
         f"{mm.get('cpu_count')} CPUs, TF {mm.get('tf_version')})"
     )
+    bf = results.get("matmul_peak_bf16")
+    if bf:
+        lines.append(
+            f"bf16 matmul peak: {_fmt(bf.get('gflops'), '.1f')} GFLOP/s (same matmul "
+            "in bfloat16; the %peak of bf16 steps)"
+        )
     head = (
-        f"{'config':44} {'XLA':3} {'compile s':>9} {'step s':>8} {'GFLOP/st':>8} "
-        f"{'GFLOP/s':>8} {'%peak':>6} {'RSS MiB':>8}"
+        f"{'config':44} {'prec':4} {'XLA':3} {'compile s':>9} {'step s':>8} "
+        f"{'GFLOP/st':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MiB':>8}"
     )
     lines += ["", "Train step (median; one D step per d_steps + one G step)", head]
     for spec, r in results.get("configs", {}).items():
         for mode, v in r.get("train", {}).items():
+            prec = "bf16" if mode.startswith("bf16_") else "fp32"
+            xla = mode.rsplit("_", 1)[-1]
             if "error" in v:
-                lines.append(f"{spec:44} {mode[4:]:3} ERROR {v['error'][:80]}")
+                lines.append(f"{spec:44} {prec:4} {xla:3} ERROR {v['error'][:80]}")
                 continue
             frac = v.get("fraction_of_peak")
             lines.append(
-                f"{spec:44} {mode[4:]:3} {v['compile_s']:9.1f} {v['step_s']:8.4f} "
+                f"{spec:44} {prec:4} {xla:3} {v['compile_s']:9.1f} {v['step_s']:8.4f} "
                 f"{v['flops']['total'] / 1e9:8.3f} {v['gflops_per_s']:8.2f} "
                 f"{_fmt(frac and 100 * frac, '6.1f'):>6} {v['peak_rss_mib']:8.0f}"
             )
@@ -852,9 +915,14 @@ def run_benchmark(
     matmul_reps: int = 5,
     timeout: int = 1800,
     threads: tuple[int, int] = (0, 0),
+    precision: str = "float32",
     log=print,
 ) -> dict:
     """Runs every measurement in its own subprocess; returns the results dict."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {sorted(PRECISIONS)}; received {precision!r}"
+        )
     if quick:
         steps, warmup = min(steps, 2), min(warmup, 1)
         matmul_n, matmul_reps = min(matmul_n, 1024), min(matmul_reps, 3)
@@ -865,6 +933,7 @@ def run_benchmark(
         "meta": {
             "quick": quick,
             "xla": xla,
+            "precision": precision,
             "steps": steps,
             "warmup": warmup,
             "specs": specs,
@@ -888,6 +957,7 @@ def run_benchmark(
         matmul_n,
         matmul_reps,
         threads,
+        precision,
     )
     t0 = time.perf_counter()
     for i, (key, spec) in enumerate(jobs):
@@ -922,6 +992,7 @@ def main(argv):
         matmul_reps=_MATMUL_REPS.value,
         timeout=_TIMEOUT.value,
         threads=(_INTRA.value, _INTER.value),
+        precision=_PRECISION.value,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(format_tables(results))

@@ -64,7 +64,14 @@ def test_reference_config_is_the_issue_reference_point():
 def test_quick_benchmark_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "dvdgan_tf.benchmark", "--quick", f"--out={out}"],
+        [
+            sys.executable,
+            "-m",
+            "dvdgan_tf.benchmark",
+            "--quick",
+            "--precision=both",
+            f"--out={out}",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -89,6 +96,17 @@ def test_quick_benchmark_json(tmp_path):
     assert all(_positive(analytic[k]) for k in ("G", "D_S", "D_T", "train_step"))
     # Two independent FLOP counts agree to within 10%.
     assert abs(analytic["train_step"] / train["flops"]["total"] - 1) < 0.1
+    # The mixed_bfloat16 step: same convolutions, so the same FLOPs; its fraction of
+    # peak is of the bfloat16 matmul peak.
+    assert train["precision"] == "float32"
+    bf16 = c["train"]["bf16_xla_off"]
+    assert bf16["precision"] == "bfloat16"
+    assert r["matmul_peak_bf16"]["dtype"] == "bfloat16"
+    assert bf16["flops"]["total"] == train["flops"]["total"]
+    peak_bf16 = r["matmul_peak_bf16"]["gflops"]
+    assert bf16["fraction_of_peak"] == pytest.approx(bf16["gflops_per_s"] / peak_bf16)
+    assert c["faster_xla"] == "xla_off" and c["faster_xla_bf16"] == "bf16_xla_off"
+    assert "bf16 matmul peak" in proc.stdout
     for path in ("generator", "ema_export_uint8"):
         assert _positive(c["sampling"][path]["videos_per_s"])
     for source in ("builtin", "folder"):
@@ -100,3 +118,50 @@ def test_quick_benchmark_json(tmp_path):
     for key in ("seconds_per_iteration", "flops_per_iteration", "gflops_per_s"):
         assert _positive(ref[key]), key
     assert _positive(ref["fraction_of_peak"]) and _positive(ref["peak_rss_mib"])
+
+
+def test_plan_and_summary_with_both_precisions():
+    jobs = dict(
+        benchmark.plan(
+            ["reference"], False, "off", 2, 1, False, False, 64, 1, precision="both"
+        )
+    )
+    assert jobs[("matmul_peak",)].get("dtype", "float32") == "float32"
+    assert jobs[("matmul_peak_bf16",)]["dtype"] == "bfloat16"
+    fp32 = jobs[("configs", "reference", "train", "xla_off")]
+    bf16 = jobs[("configs", "reference", "train", "bf16_xla_off")]
+    assert (fp32["precision"], bf16["precision"]) == ("float32", "bfloat16")
+    assert fp32["analytic"] and not bf16["analytic"]  # Counted once per config.
+    # Hand-made measurements: each step's fraction is of its own precision's peak,
+    # the reference point stays the float32 step, headroom is over the fastest step.
+    step = {"flops": {"total": 1e11}, "peak_rss_mib": 1.0, "compile_s": 1.0}
+    results = {
+        "matmul_peak": {"gflops": 100.0},
+        "matmul_peak_bf16": {"gflops": 400.0},
+        "configs": {
+            "reference": {
+                "train": {
+                    "xla_off": {**step, "precision": "float32", "xla": False,
+                                "step_s": 2.0, "gflops_per_s": 50.0,
+                                "clips_per_s": 2.0},
+                    "bf16_xla_off": {**step, "precision": "bfloat16", "xla": False,
+                                     "step_s": 0.5, "gflops_per_s": 200.0,
+                                     "clips_per_s": 8.0},
+                },
+                "pipeline": {"builtin": {"clips_per_s": 80.0}},
+            }
+        },
+    }  # fmt: skip
+    benchmark.summarise(results)
+    train = results["configs"]["reference"]["train"]
+    assert train["xla_off"]["fraction_of_peak"] == pytest.approx(0.5)
+    assert train["bf16_xla_off"]["fraction_of_peak"] == pytest.approx(0.5)
+    assert results["reference"]["seconds_per_iteration"] == 2.0
+    assert results["reference"]["fraction_of_peak"] == pytest.approx(0.5)
+    pipeline = results["configs"]["reference"]["pipeline"]["builtin"]
+    assert pipeline["headroom"] == pytest.approx(10.0)
+    table = benchmark.format_tables(results)
+    assert "bf16 matmul peak: 400.0" in table
+    assert any(" bf16 off " in line and "0.5000" in line for line in table.splitlines())
+    with pytest.raises(ValueError, match="'fp8'"):
+        benchmark.run_benchmark(["reference"], precision="fp8")

@@ -240,12 +240,17 @@ def _checkpoint_manager(gan, workdir, config, strategy):
 
 def build_gan(config, strategy):
     """DVDGAN built and compiled under `strategy` with the resolved XLA setting."""
-    runtime.set_precision(config.runtime.mixed_precision)
+    precision = runtime.resolve_precision(config.runtime.mixed_precision)
+    runtime.set_precision(precision)
     jit = runtime.resolve_jit_compile(config.runtime.jit_compile, strategy)
     with strategy.scope():
         gan = DVDGAN.from_config_dict(config, jit_compile=jit)
     logging.info(
-        "XLA jit_compile=%s for strategy %s", jit, runtime.strategy_kind(strategy)
+        "XLA jit_compile=%s, precision %s (runtime.mixed_precision=%r) for strategy %s",
+        jit,
+        precision,
+        config.runtime.mixed_precision,
+        runtime.strategy_kind(strategy),
     )
     return gan
 

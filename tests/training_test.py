@@ -324,6 +324,41 @@ def test_jit_compile_resolution_per_strategy():
         runtime.resolve_jit_compile("sometimes", default)
 
 
+def test_precision_resolution_auto_is_bfloat16_only_on_amx_cpus(tmp_path):
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    no_amx = tmp_path / "no_amx"  # AVX512_BF16 without AMX: not measured, float32
+    no_amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    assert runtime.cpu_has_amx_bf16(str(amx))
+    assert not runtime.cpu_has_amx_bf16(str(no_amx))
+    assert not runtime.cpu_has_amx_bf16(str(tmp_path / "missing"))
+    on_accelerator = bool(
+        tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    )
+    expected = "float32" if on_accelerator else "bfloat16"
+    assert runtime.resolve_precision("auto", str(amx)) == expected
+    assert runtime.resolve_precision("auto", str(no_amx)) == "float32"
+    for fixed in ("float32", "bfloat16", "mixed_float16"):
+        assert runtime.resolve_precision(fixed, str(amx)) == fixed
+    with pytest.raises(ValueError, match="'fp8'"):
+        runtime.resolve_precision("fp8")
+
+
+def test_runlocal_maps_auto_precision_to_float32():
+    from dvdgan_tf import config_lib
+
+    spec = os.path.join(REPO, "configs/synthetic_actions_cpu.py")
+    full = config_lib.load_config(spec)
+    with full.unlocked():
+        full.runtime.mixed_precision = "auto"
+    assert config_lib.finalize(full).runtime.mixed_precision == "auto"
+    # Smoke sizes stay float32 on any CPU (machine-independent test numerics).
+    assert config_lib.runlocal(full).runtime.mixed_precision == "float32"
+    with full.unlocked():
+        full.runtime.mixed_precision = "bfloat16"  # asked for explicitly: kept
+    assert config_lib.runlocal(full).runtime.mixed_precision == "bfloat16"
+
+
 def test_strategy_errors_quote_values(monkeypatch):
     with pytest.raises(ValueError, match="'gpu_farm'"):
         runtime.get_strategy("gpu_farm")

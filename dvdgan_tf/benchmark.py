@@ -787,10 +787,8 @@ def summarise(results: dict) -> None:
                     suffix = "" if precision == "float32" else "_bf16"
                     best = min(same, key=lambda k: train[k]["step_s"])
                     r["faster_xla" + suffix] = best
-            fp32 = [k for k, v in train.items() if v["precision"] == "float32"]
-            if spec.startswith(REFERENCE) and fp32:
-                best = min(fp32, key=lambda k: train[k]["step_s"])
-                b = train[best]
+            if spec.startswith(REFERENCE) and "faster_xla" in r:  # float32's best
+                b = train[r["faster_xla"]]
                 results["reference"] = {
                     "config": spec,
                     **describe(load(spec)),

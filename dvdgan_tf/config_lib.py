@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import ml_collections
 
+# runtime.mixed_precision's values; "auto" is resolved per device by
+# runtime.resolve_precision.
+PRECISIONS = ("auto", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16")
+
 Z_DIM = 120  # Paper: z ~ N(0, I), 120-d.
 EMBED_DIM = 120  # Paper: learned linear class embedding, 120-d.
 
@@ -360,16 +364,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "runtime.jit_compile must be 'auto', 'true' or 'false'; received "
             f"{c.runtime.jit_compile!r}"
         )
-    if c.runtime.mixed_precision not in (
-        "auto",
-        "float32",
-        "bfloat16",
-        "mixed_float16",
-        "mixed_bfloat16",
-    ):
+    if c.runtime.mixed_precision not in PRECISIONS:
         raise ValueError(
-            "runtime.mixed_precision must be one of auto, float32, bfloat16, "
-            f"mixed_float16, mixed_bfloat16; received {c.runtime.mixed_precision!r}"
+            f"runtime.mixed_precision must be one of {', '.join(PRECISIONS)}; "
+            f"received {c.runtime.mixed_precision!r}"
         )
 
 

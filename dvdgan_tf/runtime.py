@@ -27,6 +27,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from dvdgan_tf.config_lib import PRECISIONS
+
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
@@ -105,9 +107,6 @@ def resolve_jit_compile(setting, strategy: tf.distribute.Strategy) -> bool:
     return value == "true"
 
 
-PRECISIONS = ("auto", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16")
-
-
 def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU multiplies bfloat16 in hardware with AMX (Intel Sapphire Rapids
     and later): the `amx_bf16` flag of Linux's /proc/cpuinfo; False where unreadable."""
@@ -143,17 +142,11 @@ def resolve_precision(setting: str, cpuinfo: str = "/proc/cpuinfo") -> str:
 
 def set_precision(policy: str) -> None:
     """Sets Keras's global dtype policy: float32 | bfloat16 | mixed_float16 |
-    mixed_bfloat16, or auto (`resolve_precision`)."""
-    if policy == "auto":
-        policy = resolve_precision(policy)
+    mixed_bfloat16, or auto (`resolve_precision`, which also rejects a bad value)."""
     names = {
         "float32": "float32",
         "bfloat16": "mixed_bfloat16",
         "mixed_bfloat16": "mixed_bfloat16",
         "mixed_float16": "mixed_float16",
     }
-    if policy not in names:
-        raise ValueError(
-            f"runtime.mixed_precision must be one of {sorted(names)}; received {policy!r}"
-        )
-    keras.mixed_precision.set_global_policy(names[policy])
+    keras.mixed_precision.set_global_policy(names[resolve_precision(policy)])

@@ -19,6 +19,16 @@ import ml_collections
 # runtime.resolve_precision.
 PRECISIONS = ("auto", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16")
 
+
+def check_precision(value: str) -> None:
+    """Raises ValueError quoting `value` unless it is one of PRECISIONS."""
+    if value not in PRECISIONS:
+        raise ValueError(
+            f"runtime.mixed_precision must be one of {', '.join(PRECISIONS)}; "
+            f"received {value!r}"
+        )
+
+
 Z_DIM = 120  # Paper: z ~ N(0, I), 120-d.
 EMBED_DIM = 120  # Paper: learned linear class embedding, 120-d.
 
@@ -364,11 +374,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "runtime.jit_compile must be 'auto', 'true' or 'false'; received "
             f"{c.runtime.jit_compile!r}"
         )
-    if c.runtime.mixed_precision not in PRECISIONS:
-        raise ValueError(
-            f"runtime.mixed_precision must be one of {', '.join(PRECISIONS)}; "
-            f"received {c.runtime.mixed_precision!r}"
-        )
+    check_precision(c.runtime.mixed_precision)
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from dvdgan_tf.config_lib import PRECISIONS
+from dvdgan_tf.config_lib import check_precision
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -126,11 +126,7 @@ def resolve_precision(setting: str, cpuinfo: str = "/proc/cpuinfo") -> str:
     train step is 1.65x faster than float32 (BENCHMARKS.md); float32 everywhere else
     (GPU, TPU and CPUs without AMX: not measured, or bfloat16 is emulated there).
     """
-    if setting not in PRECISIONS:
-        raise ValueError(
-            f"runtime.mixed_precision must be one of {', '.join(PRECISIONS)}; "
-            f"received {setting!r}"
-        )
+    check_precision(setting)
     if setting != "auto":
         return setting
     gpus = tf.config.list_logical_devices("GPU")
@@ -140,13 +136,17 @@ def resolve_precision(setting: str, cpuinfo: str = "/proc/cpuinfo") -> str:
     return "float32"
 
 
-def set_precision(policy: str) -> None:
+def set_precision(policy: str) -> str:
     """Sets Keras's global dtype policy: float32 | bfloat16 | mixed_float16 |
-    mixed_bfloat16, or auto (`resolve_precision`, which also rejects a bad value)."""
+    mixed_bfloat16, or auto (`resolve_precision`, which also rejects a bad value).
+
+    Returns the resolved setting (never "auto"), for logging."""
     names = {
         "float32": "float32",
         "bfloat16": "mixed_bfloat16",
         "mixed_bfloat16": "mixed_bfloat16",
         "mixed_float16": "mixed_float16",
     }
-    keras.mixed_precision.set_global_policy(names[resolve_precision(policy)])
+    resolved = resolve_precision(policy)
+    keras.mixed_precision.set_global_policy(names[resolved])
+    return resolved

@@ -240,8 +240,7 @@ def _checkpoint_manager(gan, workdir, config, strategy):
 
 def build_gan(config, strategy):
     """DVDGAN built and compiled under `strategy` with the resolved XLA setting."""
-    precision = runtime.resolve_precision(config.runtime.mixed_precision)
-    runtime.set_precision(precision)
+    precision = runtime.set_precision(config.runtime.mixed_precision)
     jit = runtime.resolve_jit_compile(config.runtime.jit_compile, strategy)
     with strategy.scope():
         gan = DVDGAN.from_config_dict(config, jit_compile=jit)

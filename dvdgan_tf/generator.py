@@ -59,24 +59,13 @@ def _atanh_frame(frame):
     return tf.atanh(tf.clip_by_value(frame, -_SKIP_BOUND, _SKIP_BOUND))
 
 
-@tf.custom_gradient
 def upsample2x(x):
-    """Nearest-neighbour x2 upsampling: [N, H, W, C] -> [N, 2H, 2W, C].
-
-    Forward by broadcasting (XLA has no ResizeNearestNeighborGrad). Backward as 4 x a
-    2x2 average pool (each input pixel's gradient is the sum over its 2x2 copies):
-    oneDNN's pooling, where the broadcast's own gradient, a Sum over two inner
-    axes, cost ~5% of a step.
-    """
+    """Nearest-neighbour x2 upsampling: [N, H, W, C] -> [N, 2H, 2W, C], by
+    broadcasting (XLA has no ResizeNearestNeighborGrad)."""
     _, h, w, c = x.shape
-    y = tf.reshape(x, [-1, h, 1, w, 1, c])  # [N, H, 1, W, 1, C]
+    y = tf.reshape(x, [-1, h, 1, w, 1, c])  # [N, H, 1, W, 1, C]: no strided slice
     y = tf.broadcast_to(y, [tf.shape(x)[0], h, 2, w, 2, c])  # [N, H, 2, W, 2, C]
-    y = tf.reshape(y, [-1, 2 * h, 2 * w, c])  # [N, 2H, 2W, C]
-
-    def grad(dy):  # dy: [N, 2H, 2W, C]
-        return 4.0 * tf.nn.avg_pool2d(dy, 2, 2, "VALID")  # [N, H, W, C]
-
-    return y, grad
+    return tf.reshape(y, [-1, 2 * h, 2 * w, c])  # [N, 2H, 2W, C]
 
 
 class GBlock(keras.layers.Layer):

@@ -141,48 +141,6 @@ def test_conv_gru_matches_numpy_loop(with_h0):
     assert not np.allclose(out[:, 0], out[:, -1])  # the state evolves
 
 
-def _autodiff_gru(gx, cx, wg_h, wc_h, h0):
-    """The recurrence as a plain loop of TF ops, differentiated by autodiff."""
-    k, h, outs = h0.shape[-1], h0, []
-    for i in range(gx.shape[1]):
-        g = tf.sigmoid(gx[:, i] + tf.nn.conv2d(h, wg_h, 1, "SAME"))
-        r, u = g[..., :k], g[..., k:]
-        c = tf.nn.relu(cx[:, i] + tf.nn.conv2d(r * h, wc_h, 1, "SAME"))
-        h = u * h + (1 - u) * c
-        outs.append(h)
-    return tf.stack(outs, 1)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_gru_recurrence_hand_written_gradient_matches_autodiff(dtype):
-    """`gru_recurrence`'s backward pass (BPTT with folded filter gradients) against
-    TF's autodiff of the same loop, for all five inputs, under a random cotangent."""
-    rng = np.random.default_rng(11)
-    b, t, hh, ww, k = 2, 5, 4, 3, 3
-    args = [
-        rng.normal(size=(b, t, hh, ww, 2 * k)),  # gx
-        rng.normal(size=(b, t, hh, ww, k)),  # cx
-        0.5 * rng.normal(size=(3, 3, k, 2 * k)),  # wg_h
-        0.5 * rng.normal(size=(3, 3, k, k)),  # wc_h
-        rng.normal(size=(b, hh, ww, k)),  # h0
-    ]
-    args = [tf.constant(a, dtype) for a in args]
-    cot = tf.constant(rng.normal(size=(b, t, hh, ww, k)), dtype)
-    results = []
-    for fn in (layers.gru_recurrence, _autodiff_gru):
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            out = fn(*args)
-            loss = tf.reduce_sum(out * cot)
-        results.append((out, tape.gradient(loss, args)))
-    (out, grads), (ref_out, ref_grads) = results
-    tol = 1e-10 if dtype == "float64" else 2e-5
-    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
-    for name, g, ref in zip(["gx", "cx", "wg_h", "wc_h", "h0"], grads, ref_grads):
-        assert np.abs(ref.numpy()).max() > 1e-3, name  # the check has something to see
-        np.testing.assert_allclose(g, ref, rtol=20 * tol, atol=20 * tol, err_msg=name)
-
-
 def test_conditional_bn_gradient_matches_hand_derived():
     """The fused BatchNorm's backward pass through the batch statistics, against the
     closed form dx = (dxn - mean(dxn) - xn * mean(dxn * xn)) / sqrt(var + eps)."""

@@ -59,15 +59,6 @@ def _atanh_frame(frame):
     return tf.atanh(tf.clip_by_value(frame, -_SKIP_BOUND, _SKIP_BOUND))
 
 
-def upsample2x(x):
-    """Nearest-neighbour x2 upsampling: [N, H, W, C] -> [N, 2H, 2W, C], by
-    broadcasting (XLA has no ResizeNearestNeighborGrad)."""
-    _, h, w, c = x.shape
-    y = tf.reshape(x, [-1, h, 1, w, 1, c])  # [N, H, 1, W, 1, C]: no strided slice
-    y = tf.broadcast_to(y, [tf.shape(x)[0], h, 2, w, 2, c])  # [N, H, 2, W, 2, C]
-    return tf.reshape(y, [-1, 2 * h, 2 * w, c])  # [N, 2H, 2W, C]
-
-
 class GBlock(keras.layers.Layer):
     """BigGAN generator block on [N, H, W, C_in] -> [N, s*H, s*W, C_out] (s=2 if upsample)."""
 
@@ -104,16 +95,19 @@ class GBlock(keras.layers.Layer):
             self.conv_sc.build((*mid[:3], c_in))
 
     def _up(self, x):
-        return upsample2x(x) if self.upsample else x
+        if not self.upsample:
+            return x
+        _, h, w, c = x.shape
+        # Nearest-neighbour x2 by broadcasting (XLA has no ResizeNearestNeighborGrad).
+        x = tf.broadcast_to(x[:, :, None, :, None, :], [tf.shape(x)[0], h, 2, w, 2, c])
+        return tf.reshape(x, [-1, 2 * h, 2 * w, c])  # [N, 2H, 2W, C]
 
     def call(self, x, cond, training=False):
         h = tf.nn.relu(self.bn1(x, cond, training=training))
         h = self.conv1(self._up(h), training=training)
         h = tf.nn.relu(self.bn2(h, cond, training=training))
         h = self.conv2(h, training=training)
-        # conv1x1(upsample(x)) == upsample(conv1x1(x)): a pointwise conv commutes with
-        # nearest-neighbour upsampling, and after it the conv sees 4x fewer pixels.
-        sc = self._up(self.conv_sc(x, training=training)) if self.learnable_sc else x
+        sc = self.conv_sc(self._up(x), training=training) if self.learnable_sc else x
         return h + sc
 
     def compute_output_shape(self, x_shape, cond_shape):

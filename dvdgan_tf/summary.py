@@ -7,6 +7,7 @@ python -m dvdgan_tf.summary --configs=... --blocks  # also each block's output s
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 
@@ -44,9 +45,20 @@ def build_models(model_config):
         )
 
 
+def _release(models):
+    """Frees models now: Keras models are reference cycles, which the cyclic garbage
+    collector reclaims only when it happens to run, and a paper-size config's three
+    networks hold ~2 GiB of weights; counting every config would otherwise keep them
+    all (~15 GiB)."""
+    del models[:]
+    gc.collect()
+
+
 def parameter_counts(spec: str) -> dict[str, int]:
-    g, ds, dt = build_models(config_lib.load_config(spec).model)
-    return {"G": num_params(g), "D_S": num_params(ds), "D_T": num_params(dt)}
+    models = list(build_models(config_lib.load_config(spec).model))
+    counts = dict(zip(("G", "D_S", "D_T"), (num_params(m) for m in models)))
+    _release(models)
+    return counts
 
 
 def main(argv):
@@ -57,13 +69,14 @@ def main(argv):
     specs = FLAGS.configs or sorted(glob.glob(os.path.join(root, "*.py")))
     print(f"{'config':<48}{'G':>14}{'D_S':>14}{'D_T':>14}")
     for spec in specs:
-        models = build_models(config_lib.load_config(spec).model)
+        models = list(build_models(config_lib.load_config(spec).model))
         counts = [num_params(m) for m in models]
         print(f"{os.path.basename(spec):<48}" + "".join(f"{c:>14,}" for c in counts))
         if FLAGS.blocks:
             for model in models:
                 for layer in model.layers:
                     print(f"    {layer.name:<20}{num_params(layer):>14,}")
+        _release(models)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from conftest import CONFIGS
 
 from dvdgan_tf import config_lib, layers, summary
 from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
-from dvdgan_tf.generator import Generator
+from dvdgan_tf.generator import GBlock, Generator, upsample2x
 
 
 def _models(m):
@@ -76,6 +76,31 @@ def test_generator_initial_state_changes_video(models):
     )
     with pytest.raises(ValueError, match=f"{len(g.grus) + 1} states for"):
         g(z, y, initial_state=[None] * (len(g.grus) + 1))
+
+
+def test_upsample2x_is_nearest_neighbour_and_its_gradient_sums_the_copies():
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(2, 3, 4, 5)), tf.float32)
+    cot = rng.normal(size=(2, 6, 8, 5)).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = upsample2x(x)
+        loss = tf.reduce_sum(y * cot)
+    np.testing.assert_array_equal(y, np.repeat(np.repeat(x.numpy(), 2, 1), 2, 2))
+    blocks = cot.reshape(2, 3, 2, 4, 2, 5).sum((2, 4))  # each pixel's 2x2 copies
+    np.testing.assert_allclose(tape.gradient(loss, x), blocks, atol=1e-5)
+
+
+def test_gblock_shortcut_conv_before_upsampling_equals_after():
+    """The block's 1x1 shortcut runs before the upsampling: the same as after it."""
+    rng = np.random.default_rng(8)
+    x = tf.constant(rng.normal(size=(4, 4, 4, 6)), tf.float32)
+    cond = tf.constant(rng.normal(size=(2, 10)), tf.float32)
+    block = GBlock(3, upsample=True)
+    block(x, cond)
+    block.conv_sc.bias.assign(rng.normal(size=(3,)).astype("float32"))
+    after = block.conv_sc(upsample2x(x))  # [4, 8, 8, 3]
+    np.testing.assert_allclose(block._up(block.conv_sc(x)), after, atol=1e-5)
 
 
 def test_spatial_discriminator_uses_only_sampled_frames(models):

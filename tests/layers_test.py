@@ -141,6 +141,134 @@ def test_conv_gru_matches_numpy_loop(with_h0):
     assert not np.allclose(out[:, 0], out[:, -1])  # the state evolves
 
 
+def _autodiff_gru(gx, cx, wg_h, wc_h, h0):
+    """The recurrence as a plain loop of TF ops, differentiated by autodiff."""
+    k, h, outs = h0.shape[-1], h0, []
+    for i in range(gx.shape[1]):
+        g = tf.sigmoid(gx[:, i] + tf.nn.conv2d(h, wg_h, 1, "SAME"))
+        r, u = g[..., :k], g[..., k:]
+        c = tf.nn.relu(cx[:, i] + tf.nn.conv2d(r * h, wc_h, 1, "SAME"))
+        h = u * h + (1 - u) * c
+        outs.append(h)
+    return tf.stack(outs, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gru_recurrence_hand_written_gradient_matches_autodiff(dtype):
+    """`gru_recurrence`'s backward pass (BPTT with folded filter gradients) against
+    TF's autodiff of the same loop, for all five inputs, under a random cotangent."""
+    rng = np.random.default_rng(11)
+    b, t, hh, ww, k = 2, 5, 4, 3, 3
+    args = [
+        rng.normal(size=(b, t, hh, ww, 2 * k)),  # gx
+        rng.normal(size=(b, t, hh, ww, k)),  # cx
+        0.5 * rng.normal(size=(3, 3, k, 2 * k)),  # wg_h
+        0.5 * rng.normal(size=(3, 3, k, k)),  # wc_h
+        rng.normal(size=(b, hh, ww, k)),  # h0
+    ]
+    args = [tf.constant(a, dtype) for a in args]
+    cot = tf.constant(rng.normal(size=(b, t, hh, ww, k)), dtype)
+    results = []
+    for fn in (layers.gru_recurrence, _autodiff_gru):
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            out = fn(*args)
+            loss = tf.reduce_sum(out * cot)
+        results.append((out, tape.gradient(loss, args)))
+    (out, grads), (ref_out, ref_grads) = results
+    tol = 1e-10 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
+    for name, g, ref in zip(["gx", "cx", "wg_h", "wc_h", "h0"], grads, ref_grads):
+        assert np.abs(ref.numpy()).max() > 1e-3, name  # the check has something to see
+        np.testing.assert_allclose(g, ref, rtol=20 * tol, atol=20 * tol, err_msg=name)
+
+
+def test_conditional_bn_gradient_matches_hand_derived():
+    """The fused BatchNorm's backward pass through the batch statistics, against the
+    closed form dx = (dxn - mean(dxn) - xn * mean(dxn * xn)) / sqrt(var + eps)."""
+    rng = np.random.default_rng(5)
+    b, t, h, w, c, d = 2, 3, 4, 3, 4, 6
+    x = tf.constant(rng.normal(1.0, 2.0, size=(b * t, h, w, c)), tf.float32)
+    cond = tf.constant(rng.normal(size=(b, d)), tf.float32)
+    cot = rng.normal(size=(b * t, h, w, c))
+    bn = layers.ConditionalBatchNorm(epsilon=1e-4)
+    bn.build(x.shape, cond.shape)
+    for dense in (bn.gain, bn.bias):  # converge u so the SN kernel is the same below
+        _run_power_iterations(dense, 200)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(bn(x, cond, training=True) * cot)
+    dx = tape.gradient(loss, x).numpy()
+    gamma = 1.0 + cond.numpy() @ bn.gain.normalized_kernel().numpy()
+    gamma = gamma + bn.gain.bias.numpy()
+    xv = x.numpy().astype("float64")
+    mean, var = xv.mean((0, 1, 2)), xv.var((0, 1, 2))
+    xn = (xv - mean) / np.sqrt(var + 1e-4)
+    dxn = cot * np.repeat(gamma, t, 0)[:, None, None]  # d loss / d xn
+    ref = (dxn - dxn.mean((0, 1, 2)) - xn * (dxn * xn).mean((0, 1, 2))) / np.sqrt(
+        var + 1e-4
+    )
+    assert np.abs(ref).max() > 0.1
+    np.testing.assert_allclose(dx, ref, atol=1e-4)
+
+
+_SYNC_BN_SCRIPT = """
+import json, sys
+import numpy as np, tensorflow as tf
+from dvdgan_tf import layers
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+rng = np.random.default_rng(4)
+x = rng.normal(1.5, 2.0, size=(8, 4, 4, 3)).astype("float32")  # B*T = 4 x 2
+cond = rng.normal(size=(4, 5)).astype("float32")
+single = layers.ConditionalBatchNorm(momentum=0.5)
+single.build(x.shape, cond.shape)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    synced = layers.ConditionalBatchNorm(momentum=0.5)
+    synced.build((4, 4, 4, 3), (2, 5))
+for v, w in zip(synced.weights, single.weights):
+    v.assign(w.numpy())
+y_single = single(x, cond, training=True).numpy()  # fused: statistics over all 8
+
+def fn():
+    i = tf.distribute.get_replica_context().replica_id_in_sync_group
+    xs, cs = tf.constant(x), tf.constant(cond)
+    return synced(xs[4 * i : 4 * i + 4], cs[2 * i : 2 * i + 2], training=True)
+
+y_synced = np.concatenate(
+    [r.numpy() for r in strategy.experimental_local_results(strategy.run(fn))]
+)
+json.dump({
+    "y": float(np.abs(y_synced - y_single).max()),
+    "y_scale": float(np.abs(y_single).max()),
+    "mean": float(np.abs(synced.moving_mean.numpy() - single.moving_mean.numpy()).max()),
+    "var": float(np.abs(synced.moving_variance.numpy() - single.moving_variance.numpy()).max()),
+    "mean_moved": float(np.abs(single.moving_mean.numpy()).max()),
+}, sys.stdout)
+"""
+
+
+def test_conditional_bn_fused_path_matches_synchronised_path():
+    """One replica (the fused op) and two synchronised replicas (moments summed across
+    them, the maths by hand) normalise the same batch alike and keep the same moving
+    statistics. In a fresh process: the two logical CPUs must exist before TF starts."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _SYNC_BN_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diff = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert diff["y_scale"] > 1.0 and diff["mean_moved"] > 0.3  # something to compare
+    assert diff["y"] < 1e-4 and diff["mean"] < 1e-5 and diff["var"] < 1e-4, diff
+
+
 def test_conditional_bn_matches_hand_computed():
     rng = np.random.default_rng(3)
     b, t, h, w, c, d = 3, 2, 4, 4, 5, 7

@@ -131,6 +131,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.d_steps = 2  # Paper: 2 D updates per G update.
     c.train.g_lr = 1e-4
     c.train.d_lr = 5e-4
+    # Both rates fall linearly to lr_final_fraction of their value over the run's
+    # last lr_decay_steps steps (dvdgan_tf/schedules.py); 0 = constant (paper).
+    c.train.lr_decay_steps = 0
+    c.train.lr_final_fraction = 0.0
     c.train.beta1 = 0.0  # Not stated in DVD-GAN; BigGAN's values.
     c.train.beta2 = 0.999
     c.train.adam_epsilon = 1e-6
@@ -192,6 +196,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.embed_dim = 8
     c.train.batch_size = 2
     c.train.num_steps = 4
+    c.train.lr_decay_steps = min(c.train.lr_decay_steps, c.train.num_steps)
     c.train.ema_start = 2
     c.train.checkpoint_every = 2
     c.train.log_every = 1
@@ -348,6 +353,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.batch_size must be >= 1; received {t.batch_size!r}")
     if t.d_steps < 1:
         raise ValueError(f"train.d_steps must be >= 1; received {t.d_steps!r}")
+    decay = t.get("lr_decay_steps", 0)
+    if (
+        not isinstance(decay, int)
+        or isinstance(decay, bool)
+        or not (0 <= decay <= t.num_steps)
+    ):
+        raise ValueError(
+            f"train.lr_decay_steps must be an int in [0, train.num_steps={t.num_steps}]"
+            f"; received train.lr_decay_steps={decay!r}"
+        )
+    final = t.get("lr_final_fraction", 0.0)
+    if not 0.0 <= final <= 1.0:
+        raise ValueError(
+            "train.lr_final_fraction must be in [0, 1]; received "
+            f"train.lr_final_fraction={final!r}"
+        )
     if not 0.0 <= t.ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1); received {t.ema_decay!r}")
     if t.get("ema_statistics", "forward") not in EMA_STATISTICS:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dvdgan_tf import config_lib, layers, losses
+from dvdgan_tf import config_lib, layers, losses, schedules
 from dvdgan_tf.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvdgan_tf.generator import Generator
 
@@ -48,6 +48,8 @@ _METRICS = (
     "g_ds",
     "g_dt",
     "g_dt_weight",  # D_T's weight in this step's G loss (train.g_dt_weight_schedule)
+    "g_lr",  # the learning rates of this step (lr_schedules, train.lr_decay_steps)
+    "d_lr",
     "d_grad_norm",
     "g_grad_norm",
     "g_sigma",
@@ -104,6 +106,7 @@ class DVDGAN(keras.Model):
         ema_statistics: str = "forward",
         g_dt_weight: float = 1.0,
         g_dt_weight_schedule=(),
+        lr_schedules=None,
         **kwargs,
     ):
         """kwargs go to keras.Model.compile (jit_compile, steps_per_execution).
@@ -113,6 +116,11 @@ class DVDGAN(keras.Model):
         g_dt_weight: D_T's weight in G's loss (`losses.generator_loss`; paper 1).
         g_dt_weight_schedule: ((step, w), ...): from G step `step` on, the weight
             is `w` (the last entry reached); g_dt_weight before the first.
+        lr_schedules: None (the optimizers' own rates) or (g, d): callables of the
+            train step (G steps done) giving G's and D's rate, assigned to the
+            optimizers' learning-rate variables before each step's updates, so the
+            config's rates, not a checkpoint's, drive a resumed run
+            (schedules.py).
         """
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
@@ -153,6 +161,7 @@ class DVDGAN(keras.Model):
         self.ema_statistics = ema_statistics
         self.g_dt_weight = g_dt_weight
         self.g_dt_weight_schedule = schedule
+        self.lr_schedules = tuple(lr_schedules) if lr_schedules else None
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator_variables)
         self.copy_generator_to_ema()
@@ -315,6 +324,14 @@ class DVDGAN(keras.Model):
             videos, self.d_steps, axis=0
         )  # d_steps x [B, C+T, H, W, 3]
         label_chunks = tf.split(labels, self.d_steps, axis=0)  # d_steps x [B]
+        if self.lr_schedules:  # this step's rates (train steps done = G's counter)
+            done = self.g_optimizer.iterations
+            for opt, schedule in zip(
+                (self.g_optimizer, self.d_optimizer), self.lr_schedules
+            ):
+                opt.learning_rate.assign(
+                    tf.cast(schedule(done), opt.learning_rate.dtype)
+                )
         # 2. Discriminator updates, each on fresh real data and fresh fakes.
         for real, y in zip(real_chunks, label_chunks):
             d_terms = self._d_step(real, y)
@@ -327,6 +344,8 @@ class DVDGAN(keras.Model):
         # 5. Metrics (unscaled, this replica's last D step and the G step).
         logs = {**d_terms, **g_terms}
         logs["g_sigma"] = _sigma_mean(self.generator)
+        logs["g_lr"] = tf.cast(self.g_optimizer.learning_rate, tf.float32)
+        logs["d_lr"] = tf.cast(self.d_optimizer.learning_rate, tf.float32)
         logs["d_sigma"] = (
             _sigma_mean(self.spatial_discriminator)
             + _sigma_mean(self.temporal_discriminator)
@@ -360,6 +379,15 @@ class DVDGAN(keras.Model):
             ema_statistics=t.get("ema_statistics", "forward"),
             g_dt_weight=t.get("g_dt_weight", 1.0),
             g_dt_weight_schedule=t.get("g_dt_weight_schedule", ()),
+            lr_schedules=[
+                schedules.LinearTailDecay(
+                    lr,
+                    total_steps=t.num_steps,
+                    decay_steps=t.get("lr_decay_steps", 0),
+                    final_fraction=t.get("lr_final_fraction", 0.0),
+                )
+                for lr in (t.g_lr, t.d_lr)
+            ],
             jit_compile=jit_compile,
             steps_per_execution=t.steps_per_execution,
         )

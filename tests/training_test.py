@@ -262,6 +262,77 @@ def test_g_dt_weight_and_its_schedule_reach_the_train_step_and_are_validated(
     assert (loaded.g_dt_weight, loaded.g_dt_weight_schedule) == (1.0, ())
 
 
+def test_lr_tail_decay_is_constant_then_linear_and_validated():
+    """Hand-computed: base 4e-4, 10 steps, the last 4 decaying to a quarter."""
+    from dvdgan_tf import config_lib
+    from dvdgan_tf.schedules import LinearTailDecay
+
+    s = LinearTailDecay(4e-4, total_steps=10, decay_steps=4, final_fraction=0.25)
+    got = [float(s(tf.constant(step, tf.int64))) for step in range(13)]
+    # Steps 0-6 at the base; 6 + i for i = 0..4 at 4e-4 (1 - 0.75 i / 4); then held.
+    want = [4e-4] * 7 + [3.25e-4, 2.5e-4, 1.75e-4, 1e-4, 1e-4, 1e-4]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert float(LinearTailDecay(1e-3, 10)(tf.constant(9))) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match=r"decay_steps=11"):
+        LinearTailDecay(1e-3, total_steps=10, decay_steps=11)
+    with pytest.raises(ValueError, match=r"received 1.5"):
+        LinearTailDecay(1e-3, total_steps=10, final_fraction=1.5)
+    c = config_lib.load_config(TINY)
+    for field, value, quoted in [
+        ("lr_decay_steps", 5, "train.num_steps=4]; received train.lr_decay_steps=5"),
+        ("lr_decay_steps", -1, "received train.lr_decay_steps=-1"),
+        ("lr_final_fraction", 2.0, "received train.lr_final_fraction=2.0"),
+    ]:
+        bad = c.copy_and_resolve_references()
+        setattr(bad.train, field, value)
+        with pytest.raises(ValueError, match=re.escape(quoted)):
+            config_lib.validate(bad)
+
+
+def test_learning_rates_follow_the_config_through_fit_and_resume(tiny_config, tmp_path):
+    """The rates of each step come from the config's schedule (logged as g_lr,
+    d_lr), also after a resume: Keras keeps a float rate in a variable that the
+    checkpoint restores, so a run resumed with --config.train.g_lr=0 used to train
+    G on at the old rate. Here G resumed at rate 0 does not move while D does."""
+    from dvdgan_tf import checkpoints as ckpts
+
+    with tiny_config.unlocked():
+        tiny_config.train.g_lr, tiny_config.train.d_lr = 1e-3, 2e-3
+        tiny_config.train.lr_decay_steps, tiny_config.train.lr_final_fraction = 2, 0.5
+    gan = DVDGAN.from_config_dict(tiny_config)  # num_steps 4: steps 2, 3 decay
+    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=4, verbose=0)
+    np.testing.assert_allclose(h.history["g_lr"], [1e-3, 1e-3, 1e-3, 7.5e-4], 1e-6)
+    np.testing.assert_allclose(h.history["d_lr"], [2e-3, 2e-3, 2e-3, 1.5e-3], 1e-6)
+
+    workdir = str(tmp_path / "wd")
+    first = tiny_config.copy_and_resolve_references()
+    first.train.lr_decay_steps = 0
+    _train_in_process(first, workdir, num_steps=2, checkpoint_every=2)
+    again = first.copy_and_resolve_references()
+    again.train.g_lr = 0.0
+    again.train.num_steps = 4
+    ckpt_path = tf.train.latest_checkpoint(ckpts.checkpoint_dir(workdir))
+    saved = DVDGAN.from_config_dict(again)
+    ckpts.make_checkpoint(saved).restore(ckpt_path).assert_existing_objects_matched()
+    assert float(saved.g_optimizer.learning_rate) == pytest.approx(1e-3)  # the trap
+    resumed = training.train(again, workdir, verbose=0)
+    assert int(resumed.g_optimizer.iterations) == 4
+    assert float(resumed.g_optimizer.learning_rate) == 0.0
+    for before, after in zip(
+        _snapshot(saved.generator), _snapshot(resumed.generator), strict=True
+    ):
+        np.testing.assert_array_equal(before, after)
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            _snapshot(saved.spatial_discriminator),
+            _snapshot(resumed.spatial_discriminator),
+            strict=True,
+        )
+    ]
+    assert any(moved)
+
+
 def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):
     with tiny_config.unlocked():
         tiny_config.train.ema_start = 1

@@ -1,0 +1,71 @@
+"""Learning-rate schedules for G's and D's Adam optimizers.
+
+The paper (Section 4, Appendix A) trains with constant learning rates (G 1e-4,
+D 5e-4) for ~300k steps. A CPU run is ~2x10^4 steps, and there the samples'
+Fréchet distance drifts by +-0.5 between evaluations late in training
+(BENCHMARKS.md): `train.lr_decay_steps` lets both rates fall linearly to
+`train.lr_final_fraction` of their value over the run's last steps, a departure
+from the paper that is off (constant rates) by default.
+
+A Keras optimizer built with a float keeps its rate in a variable that
+tf.train.Checkpoint saves and restores, so a resumed run would train on at the
+checkpoint's rate whatever `--config.train.g_lr` says. DVDGAN (model.py) keeps that
+variable (checkpoints keep their layout) and assigns it from these schedules, built
+from the config, before every step's updates.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class LinearTailDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`base` until `total_steps - decay_steps`, then linear to `base * final_fraction`.
+
+    Args:
+      base: the learning rate before the decay.
+      total_steps: train steps of the whole run (train.num_steps); the rate reaches
+        `base * final_fraction` there and stays there after.
+      decay_steps: length of the decay at the end of the run; 0 = constant `base`.
+      final_fraction: the rate at `total_steps` as a fraction of `base`, in [0, 1].
+    """
+
+    def __init__(
+        self,
+        base: float,
+        total_steps: int,
+        decay_steps: int = 0,
+        final_fraction: float = 0.0,
+    ):
+        if not 0 <= decay_steps <= total_steps:
+            raise ValueError(
+                f"decay_steps must be in [0, total_steps={total_steps}]; received "
+                f"decay_steps={decay_steps!r}"
+            )
+        if not 0.0 <= final_fraction <= 1.0:
+            raise ValueError(
+                f"final_fraction must be in [0, 1]; received {final_fraction!r}"
+            )
+        self.base = float(base)
+        self.total_steps = int(total_steps)
+        self.decay_steps = int(decay_steps)
+        self.final_fraction = float(final_fraction)
+
+    def __call__(self, step):
+        """The rate for the train step after `step` steps done (a scalar tensor)."""
+        base = tf.constant(self.base, tf.float32)
+        if self.decay_steps == 0:
+            return base
+        step = tf.cast(step, tf.float32)
+        start = float(self.total_steps - self.decay_steps)
+        progress = tf.clip_by_value((step - start) / self.decay_steps, 0.0, 1.0)
+        return base * (1.0 - (1.0 - self.final_fraction) * progress)
+
+    def get_config(self) -> dict:
+        return {
+            "base": self.base,
+            "total_steps": self.total_steps,
+            "decay_steps": self.decay_steps,
+            "final_fraction": self.final_fraction,
+        }

@@ -16,7 +16,10 @@ Metrics (`--metrics`, comma-separated), keys of the result dict:
            class-balanced held-out real clips (`classifier.real_clips`). Keys
            "builtin/<name>" for class_accuracy, real_accuracy, frechet,
            frechet_real_real, diversity, diversity_real, diversity_ratio,
-           num_compared, shape_accuracy, motion_accuracy, class_accuracy/<class
+           num_compared, background_std, background_std_real,
+           background_spread_ratio (the spread of the clips' background shades
+           against the real set's, `classifier.background_shades`),
+           shape_accuracy, motion_accuracy, class_accuracy/<class
            name> (`classifier.class_breakdown`), and classifier_test_accuracy
            (from the cache's report).
   fvd      Fréchet Video Distance with the Kinetics-400 I3D at --i3d_path: "fvd".

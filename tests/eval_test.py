@@ -301,8 +301,29 @@ def test_builtin_metrics_real_vs_noise(trained, real_sets):
     collapsed = np.stack([held_v[np.argmax(held_y == y)] for y in held_y])
     assert metrics(collapsed, held_y)["diversity_ratio"] < 0.05
 
+    # Real clips' backgrounds spread as the real set's; one shade for all -> 0.
+    assert 0.7 <= good["background_spread_ratio"] <= 1.3, good
+    one_shade = held_v.copy()
+    flat = held_v == held_v[:, :, :1, :1]  # [N, T, H, W, 3]: the background pixels
+    one_shade[flat] = -0.5
+    assert metrics(one_shade, held_y)["background_spread_ratio"] < 0.05
+
     one_shot = classifier.builtin_metrics(model, held_v, held_y, real_v, real_y)
     assert one_shot["frechet"] == pytest.approx(good["frechet"], rel=1e-6)
+
+
+def test_background_shades_hand_computed():
+    """Median of the channel mean over frames and pixels: a flat clip with a small
+    bright square reads as its background; the real set's shades are spread."""
+    v = np.full((3, 2, 8, 8, 3), -0.25, np.float32)
+    v[1] = np.array([0.1, 0.2, 0.6], np.float32)  # grey 0.3
+    v[2] = -0.8
+    v[:, :, 2:4, 2:4] = 1.0  # a shape on 8 of 64 pixels per frame
+    np.testing.assert_allclose(
+        classifier.background_shades(v), [-0.25, 0.3, -0.8], atol=1e-6
+    )
+    real, _ = classifier.real_clips(120, T, R)
+    assert np.std(classifier.background_shades(real)) > 0.15
 
 
 def test_class_breakdown_hand_computed():

@@ -322,6 +322,7 @@ def test_evaluator_scores_predictions_against_real_continuations(
     )
     assert results["builtin/frechet_real_real"] > 0  # vs the next N clips
     assert results["builtin/diversity_ratio"] == pytest.approx(1.0)
+    assert results["builtin/background_spread_ratio"] == pytest.approx(1.0)
     assert results["builtin/num_compared"] == n
     assert results["fvd"] == pytest.approx(0.0, abs=1e-3)  # same clips' continuations
 

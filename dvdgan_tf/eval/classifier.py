@@ -17,6 +17,10 @@ and measure generated videos with it:
   * diversity: mean over classes of the average pairwise L2 distance between the
     features of generated videos of that class; `diversity_real` the same on real
     clips; `diversity_ratio` = diversity / diversity_real (mode collapse -> << 1).
+  * background_spread_ratio: standard deviation over clips of each clip's
+    background shade (`background_shades`), generated over real (`background_std`,
+    `background_std_real`). Not a target: a diagnostic for a collapse that the
+    per-class feature diversity hardly sees (every background in one shade).
   * the breakdown of class_accuracy (`class_breakdown`): `shape_accuracy` and
     `motion_accuracy` (the predicted class has the asked shape / motion, whatever
     the other half), and `class_accuracy/<class name>` for each class asked for:
@@ -322,6 +326,15 @@ def per_class_diversity(feats: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def background_shades(videos) -> np.ndarray:
+    """float64 [N]: each clip's background shade, the median over its frames and
+    pixels of the channel mean (the built-in dataset draws one flat shade per clip;
+    its shape covers ~6% of the pixels, so the median is the background's)."""
+    videos = to_float_videos(videos)  # [N, T, H, W, 3]
+    grey = videos.mean(axis=-1).reshape(videos.shape[0], -1)  # [N, T*H*W]
+    return np.median(grey, axis=1).astype(np.float64)
+
+
 def _balanced_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint index sets, each with (about) half of every class, shuffled."""
     order = np.argsort(labels, kind="stable")
@@ -365,6 +378,7 @@ class BuiltinMetrics:
             np.mean(np.argmax(real_logits, axis=1) == self.real_labels)
         )
         self.diversity_real = per_class_diversity(self.real_feats, self.real_labels)
+        self.background_std_real = float(np.std(background_shades(real_videos)))
         self._half_a, self._half_b = _balanced_halves(self.real_labels, seed)
 
     def features_and_logits(self, videos) -> tuple[np.ndarray, np.ndarray]:
@@ -382,6 +396,18 @@ class BuiltinMetrics:
             feats.append(np.asarray(f, np.float64))
             logits.append(np.asarray(lg, np.float64))
         return np.concatenate(feats), np.concatenate(logits)
+
+    def _background(self, videos) -> dict:
+        """Spread of the clips' background shades against the real set's: G can
+        draw every background in one shade while its classes and their features'
+        per-class diversity look right (BENCHMARKS.md); Fréchet sees it, this names
+        it."""
+        std = float(np.std(background_shades(videos)))
+        return {
+            "background_std": std,
+            "background_std_real": self.background_std_real,
+            "background_spread_ratio": std / max(self.background_std_real, 1e-12),
+        }
 
     def __call__(self, fake_videos, fake_labels) -> dict:
         """Metrics of generated videos float32 [N, T, H, W, 3] in [-1, 1], labels [N]."""
@@ -412,6 +438,7 @@ class BuiltinMetrics:
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,
             "num_compared": n,
+            **self._background(fake_videos),
             **class_breakdown(predicted, fake_labels),
         }
 
@@ -432,7 +459,8 @@ class PredictionMetrics(BuiltinMetrics):
                          what a predictor that returns the true continuation
                          scores (same sizes on both sides, disjoint clips);
       diversity(_real, _ratio)  per-class feature diversity of the predictions
-                         (of the real continuations), as in `BuiltinMetrics`.
+                         (of the real continuations), as in `BuiltinMetrics`;
+      background_std(_real), background_spread_ratio  as in `BuiltinMetrics`.
     """
 
     def __init__(
@@ -451,6 +479,7 @@ class PredictionMetrics(BuiltinMetrics):
 
     def __call__(self, predicted, labels=None) -> dict:
         """Metrics of predictions [N, T, H, W, 3], row i continuing clip i."""
+        predicted_videos = predicted
         feats, logits = self.features_and_logits(predicted)
         n = self.real_feats.shape[0]
         if feats.shape[0] != n:
@@ -473,6 +502,7 @@ class PredictionMetrics(BuiltinMetrics):
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,
             "num_compared": n,
+            **self._background(predicted_videos),
             **class_breakdown(predicted, self.real_labels),
         }
 

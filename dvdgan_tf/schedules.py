@@ -1,11 +1,11 @@
 """Learning-rate schedules for G's and D's Adam optimizers.
 
 The paper (Section 4, Appendix A) trains with constant learning rates (G 1e-4,
-D 5e-4) for ~300k steps. A CPU run is ~2x10^4 steps, and there the samples'
-Fréchet distance drifts by +-0.5 between evaluations late in training
-(BENCHMARKS.md): `train.lr_decay_steps` lets both rates fall linearly to
-`train.lr_final_fraction` of their value over the run's last steps, a departure
-from the paper that is off (constant rates) by default.
+D 5e-4) for ~300k steps. `train.lr_decay_steps` lets both rates fall linearly to
+`train.lr_final_fraction` of their value over the run's last steps, the common
+remedy for a GAN's late drift, and a departure from the paper that is off
+(constant rates) by default. On the built-in dataset's CPU runs a late decay did
+not lower the Fréchet distance (BENCHMARKS.md, "Why the Fréchet distance stalls").
 
 A Keras optimizer built with a float keeps its rate in a variable that
 tf.train.Checkpoint saves and restores, so a resumed run would train on at the

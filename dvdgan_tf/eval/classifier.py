@@ -479,7 +479,7 @@ class PredictionMetrics(BuiltinMetrics):
 
     def __call__(self, predicted, labels=None) -> dict:
         """Metrics of predictions [N, T, H, W, 3], row i continuing clip i."""
-        predicted_videos = predicted
+        background = self._background(predicted)
         feats, logits = self.features_and_logits(predicted)
         n = self.real_feats.shape[0]
         if feats.shape[0] != n:
@@ -502,7 +502,7 @@ class PredictionMetrics(BuiltinMetrics):
             "diversity_real": self.diversity_real,
             "diversity_ratio": diversity / self.diversity_real,
             "num_compared": n,
-            **self._background(predicted_videos),
+            **background,
             **class_breakdown(predicted, self.real_labels),
         }
 

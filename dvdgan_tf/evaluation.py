@@ -16,7 +16,7 @@ Metrics (`--metrics`, comma-separated), keys of the result dict:
            class-balanced held-out real clips (`classifier.real_clips`). Keys
            "builtin/<name>" for class_accuracy, real_accuracy, frechet,
            frechet_real_real, diversity, diversity_real, diversity_ratio,
-           num_compared, background_std, background_std_real,
+           num_compared, background_iqr, background_iqr_real,
            background_spread_ratio (the spread of the clips' background shades
            against the real set's, `classifier.background_shades`),
            shape_accuracy, motion_accuracy, class_accuracy/<class

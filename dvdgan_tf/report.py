@@ -69,23 +69,30 @@ def load_curve(workdir: str) -> list[dict]:
 
 
 RAW = "raw/builtin/class_accuracy"  # Scored when config eval.raw_generator is set.
+# The background shades' 25-75% range over the real clips' (a diagnostic of the late
+# collapse, BENCHMARKS.md); records written before it existed have no such key.
+SPREAD = "builtin/background_spread_ratio"
 
 
 def markdown_table(curves: dict[str, list[dict]]) -> str:
-    """One row per evaluation: EMA generator metrics, and the raw G's accuracy."""
+    """One row per evaluation: EMA generator metrics, and the raw G's accuracy.
+
+    The background spread column shows "-" for records that predate the metric.
+    """
     lines = [
         "| run | step | minutes | class acc. (raw G) | Fréchet (real-real) "
-        "| diversity ratio |",
-        "|---|---|---|---|---|---|",
+        "| diversity ratio | background spread ratio |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, rows in curves.items():
         for r in rows:
             raw = f" ({r[RAW]:.3f})" if RAW in r else ""
+            spread = f"{r[SPREAD]:.2f}" if SPREAD in r else "-"
             lines.append(
                 f"| {name} | {r['step']} | {r['minutes']:.1f} | "
                 f"{r['builtin/class_accuracy']:.3f}{raw} | {r['builtin/frechet']:.1f} "
                 f"({r['builtin/frechet_real_real']:.1f}) | "
-                f"{r['builtin/diversity_ratio']:.2f} |"
+                f"{r['builtin/diversity_ratio']:.2f} | {spread} |"
             )
     return "\n".join(lines)
 
@@ -93,7 +100,8 @@ def markdown_table(curves: dict[str, list[dict]]) -> str:
 def plot(
     curves: dict[str, list[dict]], out: str, targets: tuple[float, ...] = ()
 ) -> None:
-    """Class accuracy, Fréchet distance and diversity ratio against minutes.
+    """Class accuracy, Fréchet distance, diversity and background spread ratios
+    against minutes (the last panel only for runs whose records have it).
 
     targets: class-accuracy levels drawn as dashed lines (`class_target` per run).
     """
@@ -106,11 +114,14 @@ def plot(
         raise ImportError(
             "the plot needs matplotlib: pip install -e '.[report]'"
         ) from e
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     for name, rows in curves.items():
         minutes = [r["minutes"] for r in rows]
         for ax, key in zip(axes, KEYS):
             line = ax.plot(minutes, [r[key] for r in rows], marker="o", label=name)[0]
+        spread = [(r["minutes"], r[SPREAD]) for r in rows if SPREAD in r]
+        if spread:
+            axes[3].plot(*zip(*spread), marker="o", color=line.get_color(), label=name)
         raw = [(r["minutes"], r[RAW]) for r in rows if RAW in r]
         if raw:
             axes[0].plot(
@@ -126,6 +137,8 @@ def plot(
         axes[1].axhline(2 * sum(ref) / len(ref), color="gray", ls="--", lw=0.8)
     axes[2].axhline(0.5, color="gray", ls="--", lw=0.8)
     axes[2].set_ylabel("diversity / real diversity")
+    axes[3].axhline(1.0, color="gray", ls="--", lw=0.8)
+    axes[3].set_ylabel("background shade range / real")
     for ax in axes:
         ax.set_xlabel("wall time (minutes, 2 CPU cores)")
         ax.grid(alpha=0.3)

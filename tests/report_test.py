@@ -8,7 +8,7 @@ import pytest
 from dvdgan_tf import report
 
 
-def _record(workdir, step, acc, raw=None):
+def _record(workdir, step, acc, raw=None, spread=None):
     metrics = {
         "builtin/class_accuracy": acc,
         "builtin/frechet": 100.0 / step,
@@ -17,6 +17,8 @@ def _record(workdir, step, acc, raw=None):
     }
     if raw is not None:
         metrics["raw/builtin/class_accuracy"] = raw
+    if spread is not None:
+        metrics["builtin/background_spread_ratio"] = spread
     start = os.path.getmtime(os.path.join(workdir, "config.json"))
     with open(os.path.join(workdir, "eval", f"{step}.json"), "w") as f:
         json.dump({"step": step, "wall_time": start + 30 * step, "metrics": metrics}, f)
@@ -26,14 +28,15 @@ def test_table_rows_sorted_by_step_with_minutes_and_raw_column(tmp_path):
     w = tmp_path / "run_a"
     os.makedirs(w / "eval")
     (w / "config.json").write_text("{}")
-    _record(str(w), 10, 0.5, raw=0.625)
+    _record(str(w), 10, 0.5, raw=0.625, spread=0.25)
     _record(str(w), 2, 0.25)
     rows = report.load_curve(str(w))
     assert [r["step"] for r in rows] == [2, 10]
     assert [r["minutes"] for r in rows] == pytest.approx([1.0, 5.0])  # 30 s/step
     table = report.markdown_table({"run_a": rows}).splitlines()
-    assert table[2] == "| run_a | 2 | 1.0 | 0.250 | 50.0 (2.5) | 0.75 |"
-    assert table[3] == "| run_a | 10 | 5.0 | 0.500 (0.625) | 10.0 (2.5) | 0.75 |"
+    # The step-2 record predates the background metric: "-" in its column.
+    assert table[2] == "| run_a | 2 | 1.0 | 0.250 | 50.0 (2.5) | 0.75 | - |"
+    assert table[3] == "| run_a | 10 | 5.0 | 0.500 (0.625) | 10.0 (2.5) | 0.75 | 0.25 |"
     pytest.importorskip("matplotlib")
     out = tmp_path / "plots" / "curve.png"
     report.plot({"run_a": rows}, str(out))

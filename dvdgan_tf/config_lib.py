@@ -174,7 +174,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.runtime = ml_collections.ConfigDict()
     c.runtime.jit_compile = "auto"  # "auto" | "true" | "false"
     # "float32" | "bfloat16" | "mixed_float16" | "auto" (bfloat16 on CPUs with
-    # AMX-BF16, float32 elsewhere: runtime.resolve_precision).
+    # AMX-BF16 or AVX512_BF16, float32 elsewhere: runtime.resolve_precision).
     c.runtime.mixed_precision = "float32"
     c.runtime.runlocal = False
     return c

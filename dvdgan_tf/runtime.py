@@ -107,31 +107,37 @@ def resolve_jit_compile(setting, strategy: tf.distribute.Strategy) -> bool:
     return value == "true"
 
 
-def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU multiplies bfloat16 in hardware with AMX (Intel Sapphire Rapids
-    and later): the `amx_bf16` flag of Linux's /proc/cpuinfo; False where unreadable."""
+def cpu_bf16_hardware(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """Which bfloat16 hardware the CPU has, by the flags of Linux's /proc/cpuinfo:
+    "amx_bf16" (AMX tiles, Intel Sapphire Rapids and later), else "avx512_bf16"
+    (AVX-512 bfloat16 dot products, e.g. AMD Zen 4), else None (also where the file
+    is unreadable)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
-        return False
-    return re.search(r"^flags\s*:.*\bamx_bf16\b", text, re.MULTILINE) is not None
+        return None
+    for flag in ("amx_bf16", "avx512_bf16"):
+        if re.search(rf"^flags\s*:.*\b{flag}\b", text, re.MULTILINE):
+            return flag
+    return None
 
 
 def resolve_precision(setting: str, cpuinfo: str = "/proc/cpuinfo") -> str:
     """Maps runtime.mixed_precision to a policy name; 'auto' picks per device.
 
     'auto': bfloat16 (Keras mixed_bfloat16: float32 variables, bfloat16 convolutions)
-    on a CPU-only machine whose CPU has AMX-BF16, where the default CPU config's
-    train step is 1.65x faster than float32 (BENCHMARKS.md); float32 everywhere else
-    (GPU, TPU and CPUs without AMX: not measured, or bfloat16 is emulated there).
+    on a CPU-only machine whose CPU multiplies bfloat16 in hardware, where the default
+    CPU config's train step is faster than float32 (BENCHMARKS.md: 1.65x with
+    AMX-BF16, 1.42x with AVX512_BF16 alone); float32 everywhere else (GPU and TPU:
+    not measured; CPUs without either: bfloat16 is emulated there).
     """
     check_precision(setting)
     if setting != "auto":
         return setting
     gpus = tf.config.list_logical_devices("GPU")
     tpus = tf.config.list_logical_devices("TPU")
-    if not gpus and not tpus and cpu_has_amx_bf16(cpuinfo):
+    if not gpus and not tpus and cpu_bf16_hardware(cpuinfo) is not None:
         return "bfloat16"
     return "float32"
 

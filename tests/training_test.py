@@ -395,20 +395,30 @@ def test_jit_compile_resolution_per_strategy():
         runtime.resolve_jit_compile("sometimes", default)
 
 
-def test_precision_resolution_auto_is_bfloat16_only_on_amx_cpus(tmp_path):
+def test_precision_resolution_auto_is_bfloat16_only_on_bf16_cpus(tmp_path):
     amx = tmp_path / "amx"
-    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
-    no_amx = tmp_path / "no_amx"  # AVX512_BF16 without AMX: not measured, float32
-    no_amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
-    assert runtime.cpu_has_amx_bf16(str(amx))
-    assert not runtime.cpu_has_amx_bf16(str(no_amx))
-    assert not runtime.cpu_has_amx_bf16(str(tmp_path / "missing"))
+    amx.write_text(
+        "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    )
+    avx = tmp_path / "avx512_bf16"  # AVX512_BF16 without AMX (AMD Zen 4)
+    avx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    plain = tmp_path / "plain"  # AVX-512 without bfloat16: emulated, float32
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    # The flag must be on a flags line, as a whole word.
+    other = tmp_path / "other"
+    other.write_text("model name\t: avx512_bf16\nflags\t\t: fpu avx512_bf16x\n")
+    assert runtime.cpu_bf16_hardware(str(amx)) == "amx_bf16"
+    assert runtime.cpu_bf16_hardware(str(avx)) == "avx512_bf16"
+    assert runtime.cpu_bf16_hardware(str(plain)) is None
+    assert runtime.cpu_bf16_hardware(str(other)) is None
+    assert runtime.cpu_bf16_hardware(str(tmp_path / "missing")) is None
     on_accelerator = bool(
         tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
     )
     expected = "float32" if on_accelerator else "bfloat16"
     assert runtime.resolve_precision("auto", str(amx)) == expected
-    assert runtime.resolve_precision("auto", str(no_amx)) == "float32"
+    assert runtime.resolve_precision("auto", str(avx)) == expected
+    assert runtime.resolve_precision("auto", str(plain)) == "float32"
     for fixed in ("float32", "bfloat16", "mixed_float16"):
         assert runtime.resolve_precision(fixed, str(amx)) == fixed
     with pytest.raises(ValueError, match="'fp8'"):

@@ -69,8 +69,8 @@ def load_curve(workdir: str) -> list[dict]:
 
 
 RAW = "raw/builtin/class_accuracy"  # Scored when config eval.raw_generator is set.
-# The background shades' 25-75% range over the real clips' (a diagnostic of the late
-# collapse, BENCHMARKS.md); records written before it existed have no such key.
+# The background shades' 25-75% range over the real clips' (low when G draws the shade
+# from the class instead of z, BENCHMARKS.md); older records have no such key.
 SPREAD = "builtin/background_spread_ratio"
 
 

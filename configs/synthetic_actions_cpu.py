@@ -30,7 +30,7 @@ def get_config(arg: str | None = None):
     # With two D steps per G step (below) seed 1 met all three learning targets at
     # step 10,500 (BENCHMARKS.md); 14,000 leaves room for slower seeds. Time: ~0.85
     # s/step with the evaluations in bfloat16 on a 2-vCPU AMD EPYC (~150 min to
-    # 10,500), about half that on the AMX machine of the speed table.
+    # 10,500), about half that on the AMX machine of the speed table (estimated).
     c.train.num_steps = 14000
     # The paper's 2. One D step halves the step time, but the generator then draws the
     # background shade from the class instead of z and its range collapses late in

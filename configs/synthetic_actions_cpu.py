@@ -27,14 +27,15 @@ def get_config(arg: str | None = None):
     c.model.d_ch = 16
     c.data.name = "synthetic_actions"
     c.train.batch_size = 8
-    # With two D steps per G step (below) seed 1 met all three learning targets at
-    # step 10,500 (BENCHMARKS.md); 14,000 leaves room for slower seeds. Time: ~0.85
-    # s/step with the evaluations in bfloat16 on a 2-vCPU AMD EPYC (~150 min to
-    # 10,500), about half that on the AMX machine of the speed table (estimated).
+    # With two D steps per G step (below) seeds 1 and 0 met all three learning
+    # targets at steps 10,500 and 12,000 (BENCHMARKS.md); 14,000 leaves room for slower
+    # seeds. Time: 0.8-0.85 s/step with the evaluations in bfloat16 on a 2-vCPU AMD
+    # EPYC (150 and 166 min to those steps), about half that on the AMX machine of
+    # the speed table (estimated).
     c.train.num_steps = 14000
-    # The paper's 2. One D step halves the step time, but the generator then draws the
-    # background shade from the class instead of z and its range collapses late in
-    # the run; with two it widened and held (BENCHMARKS.md).
+    # The paper's 2. One D step makes a step 1.4x faster, but the generator then draws
+    # the background shade from the class instead of z and its range collapses late
+    # in the run; with two it widened and held (BENCHMARKS.md).
     c.train.d_steps = 2
     # G's learning rate equal to D's (paper: G 1e-4, D 5e-4). With G at 2e-4 four
     # seeds needed 12,000-17,000 steps for 90% class accuracy; with 4e-4 seeds 0, 1, 2

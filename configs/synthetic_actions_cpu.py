@@ -27,11 +27,11 @@ def get_config(arg: str | None = None):
     c.model.d_ch = 16
     c.data.name = "synthetic_actions"
     c.train.batch_size = 8
-    # With two D steps per G step (below) seeds 1 and 0 met all three learning
-    # targets at steps 10,500 and 12,000 (BENCHMARKS.md); 14,000 leaves room for
-    # slower seeds. Time: 0.83-0.85 s/step with the evaluations in bfloat16 on a
-    # 2-vCPU AMD EPYC (150 and 166 min to those steps), about half that on the AMX
-    # machine of the speed table (estimated).
+    # With two D steps per G step (below) seeds 2, 1 and 0 met all three learning
+    # targets at steps 10,000, 10,500 and 12,000 (BENCHMARKS.md); 14,000 leaves room
+    # for slower seeds. Time: 0.67-0.85 s/step with the evaluations in bfloat16 on a
+    # 2-vCPU AMD EPYC (123, 150 and 166 min to those steps), about half that on the
+    # AMX machine of the speed table (estimated).
     c.train.num_steps = 14000
     # The paper's 2. One D step makes a step 1.4x faster, but the generator then draws
     # the background shade from the class instead of z and its range collapses late
@@ -54,8 +54,8 @@ def get_config(arg: str | None = None):
     c.eval.num_samples = 600
     c.eval.every = 500
     # BatchNorm standing statistics for the EMA generator from 256 batches of 8
-    # (~18 s per evaluation): scores the averaged weights with their own statistics, not the
-    # moving averages that trail them (BENCHMARKS.md).
+    # (~18 s per evaluation): scores the averaged weights with their own statistics,
+    # not the moving averages that trail them (BENCHMARKS.md).
     c.eval.standing_stats = 256
     # bfloat16 convolutions on CPUs that multiply bfloat16 in hardware (AMX-BF16 or
     # AVX512_BF16; 1.4-1.65x faster step there), float32 elsewhere. The runs that set

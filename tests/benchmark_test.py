@@ -81,7 +81,15 @@ def test_quick_benchmark_json(tmp_path):
     assert "REFERENCE" in proc.stdout and "matmul peak" in proc.stdout
     r = json.loads(out.read_text())
     assert r["errors"] == []
-    assert _positive(r["matmul_peak"]["gflops"])
+    peak = r["matmul_peak"]
+    assert _positive(peak["gflops"])
+    # The fp32 peak is the faster of tf.matmul and numpy's matmul, and says which.
+    assert _positive(peak["tf_gflops"]) and _positive(peak["numpy_gflops"])
+    assert peak["gflops"] == pytest.approx(max(peak["tf_gflops"], peak["numpy_gflops"]))
+    source = (
+        "tf.matmul" if peak["tf_gflops"] >= peak["numpy_gflops"] else "numpy.matmul"
+    )
+    assert peak["peak_source"] == source
     assert r["meta"]["quick"] and r["meta"]["steps"] == 2
     (spec,) = r["configs"]
     assert spec == "reference:runlocal"

@@ -20,9 +20,9 @@ measurement's own, XLA caches never leak between runs, and one failure is record
 
 - matmul peak: a 4096x4096 float32 matmul (2*n^3 FLOPs), best of `--matmul_reps`,
   measured in the same run as everything else, twice: `tf.matmul` in a
-  `tf.function` and numpy's (its BLAS); the peak is the faster. On CPUs with
-  AVX-512 the two agree within a few percent; on a 2-vCPU AVX2-only AMD EPYC
-  `tf.matmul` reached 90 GFLOP/s, numpy 189 and oneDNN's 3x3 convolutions 144-156,
+  `tf.function` and numpy's (its BLAS); the peak is the faster. On a 2-vCPU
+  AVX2-only AMD EPYC `tf.matmul` reached 90 GFLOP/s, numpy 189 and oneDNN's 3x3
+  convolutions 144-156,
   so `tf.matmul` alone understated the peak and the train steps came out at >100%
   of it (BENCHMARKS.md). With
   `--precision=bfloat16|both` also a bfloat16 one (`matmul_peak_bf16`), the peak

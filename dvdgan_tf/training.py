@@ -63,6 +63,18 @@ def tile_videos(videos: np.ndarray, cols: int) -> np.ndarray:
     return v.reshape(t, rows * h, cols * w, c)  # [T, rows*H, cols*W, C]
 
 
+class StopAwareProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, except that a run stopped early (SIGTERM) ends its bar
+    at the step it reached: Keras's own fills the bar to the target at the end of
+    the epoch, so a run stopped at step 32 of 30,000 printed `30000/30000`."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.progbar is not None:
+            self.progbar.update(self.seen, list((logs or {}).items()), finalize=True)
+        else:
+            super().on_epoch_end(epoch, logs)
+
+
 class TrainingCallback(keras.callbacks.Callback):
     """Checkpoints, logging, samples, the NaN guard and SIGTERM handling."""
 
@@ -295,7 +307,7 @@ def train(
     dataset = data.distribute_dataset(strategy, data_config, global_batch)
 
     callback = TrainingCallback(gan, config, workdir, manager, chief)
-    callbacks = [callback]
+    callbacks = [callback, StopAwareProgbar()]
     if config.eval.every > 0:
         from dvdgan_tf.evaluation import EvaluationCallback
 

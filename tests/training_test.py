@@ -544,31 +544,19 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "tmp", "worker_1"))
 
 
-def _train_cmd(workdir, *overrides):
+def _train_cmd(workdir, *overrides, verbose=0):
     return [
         "-m",
         "dvdgan_tf.train",
         f"--config={TINY}",
         f"--workdir={workdir}",
-        "--verbose=0",
+        f"--verbose={verbose}",
         *overrides,
     ]
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
-    workdir = str(tmp_path / "wd")
-    args = _train_cmd(
-        workdir, "--config.train.num_steps=400", "--config.train.checkpoint_every=5"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+def _signal_after_checkpoint(proc, ckpt_dir, step, sig):
+    """Sends `sig` to `proc` once a checkpoint at >= `step` exists (300 s at most)."""
     deadline = time.time() + 300
     try:
         while time.time() < deadline:
@@ -577,17 +565,56 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
                 if os.path.isdir(ckpt_dir)
                 else None
             )
-            if latest and checkpoints.checkpoint_step(latest) >= 10:
+            if latest and checkpoints.checkpoint_step(latest) >= step:
                 break
+            if proc.poll() is not None:
+                pytest.fail(f"training exited early with code {proc.returncode}")
             time.sleep(0.2)
         else:
-            pytest.fail("no checkpoint at step >= 10 within 300 s")
-        proc.send_signal(signal.SIGKILL)  # mid-run, possibly mid-save
-        proc.wait(timeout=30)
+            pytest.fail(f"no checkpoint at step >= {step} within 300 s")
+        proc.send_signal(sig)
+        return proc.wait(timeout=120)
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_stops_then_sigkill_then_rerun_finishes(tmp_path):
+    workdir = str(tmp_path / "wd")
+    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+    overrides = ("--config.train.num_steps=400", "--config.train.checkpoint_every=5")
+
+    # SIGTERM (preemption): a checkpoint at the step reached, a clean exit, and a
+    # progress bar that ends there rather than at the target.
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, *_train_cmd(workdir, *overrides, verbose=1)],
+            cwd=REPO,
+            env=ENV,
+            stdout=out,
+            stderr=err,
+        )
+        code = _signal_after_checkpoint(proc, ckpt_dir, 10, signal.SIGTERM)
+    stderr = (tmp_path / "err.txt").read_text()
+    assert code == 0, stderr[-3000:]
+    assert "SIGTERM: saving a checkpoint and stopping" in stderr
+    stopped_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
+    assert 10 <= stopped_at < 400
+    assert f"step {stopped_at}: saved" in stderr
+    bar = re.findall(r"(\d+)/400\b", (tmp_path / "out.txt").read_text())
+    assert bar and int(bar[-1]) == stopped_at, bar[-3:]
+
+    # SIGKILL of the resumed run, mid-run, possibly mid-save.
+    proc = subprocess.Popen(
+        [sys.executable, *_train_cmd(workdir, *overrides)],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _signal_after_checkpoint(proc, ckpt_dir, stopped_at + 10, signal.SIGKILL)
     killed_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
-    assert 10 <= killed_at < 400
+    assert stopped_at + 10 <= killed_at < 400
 
     # Rerun the same command with a shorter horizon so the test stays fast.
     end = killed_at + 6

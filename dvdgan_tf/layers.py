@@ -335,11 +335,18 @@ class ConditionalBatchNorm(keras.layers.Layer):
         axes = list(range(len(x.shape) - 1))
         ctx = tf.distribute.get_replica_context()
         if self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1:
+            # Two passes, two all-reduces of [C] vectors: the mean, then the squares
+            # about it. One pass (E[x^2] - E[x]^2 from one all-reduce) loses the
+            # variance of a channel whose mean is large against its spread to float32
+            # rounding (mean 50, std 0.5: ~1e-3 of it), and the replicas' step then
+            # differs from one device's.
             n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-            s, ss = tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes)
-            s, ss, n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [s, ss, n])
-            mean = s / n
-            return mean, tf.maximum(ss / n - tf.square(mean), 0.0)
+            s, n = ctx.all_reduce(
+                tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), n]
+            )
+            mean = s / n  # [C]
+            ss = tf.reduce_sum(tf.square(x - mean), axes)  # [C]
+            return mean, ctx.all_reduce(tf.distribute.ReduceOp.SUM, ss) / n
         return tf.nn.moments(x, axes)
 
     def _synchronised(self) -> bool:

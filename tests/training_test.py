@@ -467,24 +467,18 @@ def test_mirrored_two_cpus_matches_one_device():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "replicas 2" in out.stdout
     rel = float(re.search(r"max_rel_diff=(\S+)", out.stdout).group(1))
-    small = float(re.search(r"max_small_diff=(\S+)", out.stdout).group(1))
     state = float(re.search(r"max_state_diff=(\S+)", out.stdout).group(1))
     changed = float(re.search(r"changed=(\S+)", out.stdout).group(1))
-    assert changed > 1.0  # the largest gradient entry (seen: 27)
-    # SGD's step is lr * g: the replicas' summed gradients against the single device's.
-    # The script discounts the float32 storage resolution of w - lr * g (one ulp of w
-    # / lr per entry: up to ~6e-3 of a tensor whose largest gradient is ~5e-3, which
-    # once failed this check at 6.1e-3 in CI); what remains is summation order, ~1e-5
-    # (seen: 7e-6). A wrong loss scale or a missed all-reduce is off by >= 0.5.
-    assert rel < 1e-3
-    # Pre-BN conv biases (G's conv1 / conv2 / conv_sc): BN subtracts the batch mean,
-    # so their true gradient is 0 and the computed one, 1e-7 to 6e-6 here, is what is
-    # left when terms of size up to |g| ~ 20 cancel in float32. Its value depends on
-    # summation order (replica split, thread count), so the two runs differ by about its
-    # own size (seen, with -v: 6.6e-6 on a 5.7e-6 gradient; 1.3e-5 under pytest -n 2).
-    # A bias that got a real gradient in one run only is off by more than the 1e-3
-    # cut-off.
-    assert small < 1e-3
+    assert changed > 1.0  # the largest gradient entry (seen: 14-44)
+    # SGD's step is lr * g: the replicas' summed gradients against the single device's,
+    # per tensor, relative to its largest gradient or to 2% of the model's largest,
+    # whichever is more (float noise in a small gradient is set by the size of the
+    # terms that cancel in it, ~1e-5 absolute), beyond the float32 storage resolution
+    # of w - lr * g (the script says how; a purely relative check with a narrower
+    # resolution once failed in CI at 1.2e-2). What remains is summation order: up to
+    # 6e-5 (seen over ~30 initialisations). A wrong loss scale or a missed all-reduce
+    # is off by >= 0.5.
+    assert rel < 1e-3, out.stdout[-2000:]
     # BN moving statistics, spectral-norm vectors, the EMA generator (seen: 2.4e-7).
     assert state < 1e-5
 

@@ -113,8 +113,8 @@ def main():
                 # off by up to half an ulp of its weight / lr, so two runs with equal
                 # gradients can differ by one ulp / lr (1e-4 to 3e-5 here). The ulp of
                 # the largest of the three values: where wb alone crosses a power of
-                # two, its ulp is twice the others' (a miss that once left 6e-5, 1% of
-                # a gradient of 5e-3). Only the excess over that resolution is a
+                # two, its ulp is twice the others' (a missed 6e-5 would be 1% of a
+                # gradient of 5e-3). Only the excess over that resolution is a
                 # difference between the gradients.
                 largest = np.maximum(np.abs(before[a.path]), np.abs(wa))
                 ulp = np.spacing(np.maximum(largest, np.abs(wb))) / LR

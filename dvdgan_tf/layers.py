@@ -331,23 +331,21 @@ class ConditionalBatchNorm(keras.layers.Layer):
         )
 
     def _moments(self, x):
-        """Mean and variance over all axes but channels, across replicas if needed."""
+        """Mean and variance over all axes but channels and all replicas: [C], [C].
+
+        Two passes, two all-reduces of [C] vectors: the mean, then the squares about
+        it. One pass (E[x^2] - E[x]^2 from one all-reduce) loses the variance of a
+        channel whose mean is large against its spread to float32 rounding (mean 50,
+        std 0.5: ~1e-3 of it), and the replicas' step then differs from one device's.
+        Called in a replica context (`_synchronised()`).
+        """
         axes = list(range(len(x.shape) - 1))
         ctx = tf.distribute.get_replica_context()
-        if self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1:
-            # Two passes, two all-reduces of [C] vectors: the mean, then the squares
-            # about it. One pass (E[x^2] - E[x]^2 from one all-reduce) loses the
-            # variance of a channel whose mean is large against its spread to float32
-            # rounding (mean 50, std 0.5: ~1e-3 of it), and the replicas' step then
-            # differs from one device's.
-            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-            s, n = ctx.all_reduce(
-                tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), n]
-            )
-            mean = s / n  # [C]
-            ss = tf.reduce_sum(tf.square(x - mean), axes)  # [C]
-            return mean, ctx.all_reduce(tf.distribute.ReduceOp.SUM, ss) / n
-        return tf.nn.moments(x, axes)
+        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        s, n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), n])
+        mean = s / n  # [C]
+        ss = tf.reduce_sum(tf.square(x - mean), axes)  # [C]
+        return mean, ctx.all_reduce(tf.distribute.ReduceOp.SUM, ss) / n
 
     def _synchronised(self) -> bool:
         ctx = tf.distribute.get_replica_context()

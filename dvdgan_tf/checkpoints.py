@@ -137,15 +137,22 @@ def resume_differences(saved, config) -> list[str]:
     return [d for s in sections for d in _section_differences(s, saved, config)]
 
 
-def check_keep_checkpoints(workdir: str, keep: int) -> None:
+def check_keep_checkpoints(workdir: str, keep: int, saved_keep: int | None) -> None:
     """Refuses a resume whose train.keep_checkpoints would delete saved checkpoints.
 
     tf.train.CheckpointManager deletes the oldest checkpoints beyond `keep` at its
     first save, so resuming a run saved with a larger keep_checkpoints (an override
     left off the command line) would silently delete the earlier ones.
+
+    `saved_keep` is the keep_checkpoints of the run that wrote the checkpoints (None:
+    unknown). A run killed inside a save can list `saved_keep + 1`: the manager
+    records the new checkpoint before deleting the oldest and recording again. That
+    oldest one was already on its way out, so only the newest `saved_keep` count.
     """
     state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
     saved = list(state.all_model_checkpoint_paths) if state else []
+    if saved_keep is not None:
+        saved = saved[-saved_keep:]  # the ones the interrupted run meant to keep
     if len(saved) > keep:
         names = ", ".join(os.path.basename(p) for p in saved[: len(saved) - keep])
         raise ValueError(

@@ -277,7 +277,11 @@ def train(
         saved = checkpoints.load_workdir_config(workdir)
         checkpoints.check_resume_compatible(saved, config)
         if chief:  # non-chief workers keep no checkpoints of their own
-            checkpoints.check_keep_checkpoints(workdir, config.train.keep_checkpoints)
+            checkpoints.check_keep_checkpoints(
+                workdir,
+                config.train.keep_checkpoints,
+                saved.get("train", {}).get("keep_checkpoints"),
+            )
         for diff in checkpoints.resume_differences(saved, config):
             logging.warning("resuming with a changed setting: %s", diff)
     if chief:

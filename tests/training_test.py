@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO
+from google.protobuf import text_format
 
 from dvdgan_tf import checkpoints, losses, runtime, training
 from dvdgan_tf.model import DVDGAN
@@ -709,6 +710,42 @@ def test_resume_that_would_delete_checkpoints_is_refused(tiny_config, tmp_path):
         "train.num_steps: saved 4 vs now 6",
     ]
     assert checkpoints.resume_differences(saved, first) == []
+
+
+def test_resume_after_a_kill_inside_a_save_is_not_refused(tiny_config, tmp_path):
+    # CheckpointManager records a new checkpoint before it deletes the oldest and
+    # records again, so a run killed in between lists keep_checkpoints + 1. The
+    # same command must resume (and finish that deletion); a smaller keep still
+    # refuses, counting only the checkpoints the run meant to keep.
+    workdir = str(tmp_path / "wd")
+    _train_in_process(tiny_config, workdir, num_steps=4, checkpoint_every=1)
+    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    kept = list(state.all_model_checkpoint_paths)
+    assert [checkpoints.checkpoint_step(p) for p in kept] == [2, 3, 4]
+    # The state file as the kill leaves it: ckpt-1 listed (with its timestamp,
+    # which the manager needs to track it), its files already deleted.
+    state.all_model_checkpoint_paths.insert(0, os.path.join(ckpt_dir, "ckpt-1"))
+    state.all_model_checkpoint_timestamps.insert(
+        0, state.all_model_checkpoint_timestamps[0] - 1.0
+    )
+    with open(os.path.join(ckpt_dir, "checkpoint"), "w") as f:
+        f.write(text_format.MessageToString(state))
+    smaller = tiny_config.copy_and_resolve_references()
+    with smaller.unlocked():
+        smaller.train.keep_checkpoints = 2
+    with pytest.raises(
+        ValueError,
+        match=r"keep_checkpoints=2 would delete 1 of the run's 3 checkpoints "
+        r"\(ckpt-2\); pass --config.train.keep_checkpoints=3",
+    ):
+        _train_in_process(smaller, workdir, num_steps=5, checkpoint_every=1)
+    _train_in_process(tiny_config, workdir, num_steps=5, checkpoint_every=1)
+    steps = [
+        checkpoints.checkpoint_step(p)
+        for p in tf.train.get_checkpoint_state(ckpt_dir).all_model_checkpoint_paths
+    ]
+    assert steps == [3, 4, 5]
 
 
 def test_train_writes_workdir_layout(tiny_config, tmp_path):

@@ -1,14 +1,17 @@
-"""Samples a trained run's EMA generator to a GIF, MP4 or NPY file.
+"""Samples a trained run's EMA generator to a GIF, MP4, NPY or PNG file.
 
   python -m dvdgan_tf.sample --workdir=DIR --out=samples.gif
   python -m dvdgan_tf.sample --workdir=DIR --out=s.mp4 --classes=0,3,circle_left \\
       --num_per_class=6 --truncation=0.5 --seed=1 --fps=8 --scale=4
   python -m dvdgan_tf.sample --workdir=DIR --out=interp.gif --interpolate
   python -m dvdgan_tf.sample --workdir=DIR --out=samples.npy --checkpoint=ckpt-2000
+  python -m dvdgan_tf.sample --workdir=DIR --out=sheet.png --scale=2
 
 Rows are classes, columns samples (column j has the same z in every row); with
 --interpolate each row walks from one z to another along the columns (slerp by
-default). `.npy` holds uint8 [N, T, H, W, 3] with labels in FILE.labels.npy.
+default). `.npy` holds uint8 [N, T, H, W, 3] with labels in FILE.labels.npy;
+`.png` is one still image for documents, each sample's T frames side by side
+(a film strip) with 2-pixel white borders between samples.
 Every run writes FILE.json (class names per row, seed, truncation, checkpoint
 step) and prints a legend. Formats, truncation and the MP4 size rule are
 documented in `dvdgan_tf/sampling.py`.
@@ -65,7 +68,7 @@ _INTERPOLATION = flags.DEFINE_enum(
 )
 _FPS = flags.DEFINE_float("fps", 8.0, "Frames per second of .gif/.mp4.")
 _SCALE = flags.DEFINE_integer(
-    "scale", 1, "Nearest-neighbour upscale factor of .gif/.mp4 frames."
+    "scale", 1, "Nearest-neighbour upscale factor of .gif/.mp4 frames and .png sheets."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Generator batch size.")
 _CONDITIONING = flags.DEFINE_list(

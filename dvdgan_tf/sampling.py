@@ -1,4 +1,4 @@
-"""Sampling from a trained run: truncated z, class grids, interpolations, GIF/MP4/NPY.
+"""Sampling from a trained run: truncated z, class grids, interpolations, GIF/MP4/NPY/PNG.
 
 The library behind `python -m dvdgan_tf.sample` (and the samples `evaluation`
 scores). Everything uses the EMA generator of a checkpoint (paper v2, section 4:
@@ -36,6 +36,12 @@ Outputs (`write_output`; the format is picked by the file extension):
   .npy  uint8 [N, T, H, W, 3] in [0, 255], one video per grid cell in row-major
         order (no tiling, no scaling), with `<FILE>.labels.npy` int32 [N] next
         to it. Float [-1, 1] values: `videos / 127.5 - 1`.
+  .png  one still image of the whole grid for documents: each cell is its video's
+        T frames side by side (a film strip, frame 0 left), cells separated and
+        framed by PNG_BORDER white pixels, so the image is uint8
+        [rows*H + (rows+1)*b, cols*T*W + (cols+1)*b, 3] before --scale (which
+        repeats pixels, borders included). Cells past N (a short last row) are
+        black.
 Every format writes a sidecar `<FILE without extension>.json`: the rows' class
 ids and names, seed, truncation, checkpoint path and step, layout and sizes.
 
@@ -51,9 +57,10 @@ classes (layout "prediction"; `prediction.py` loads and checks the clips):
                N of the test split in order (else the train split), with their
                labels; with --classes row i is a clip of class classes[i mod len].
 Row i uses z_i of the grid rule above (seed, truncation), label = the clip's.
-  .gif/.mp4  one row per clip, two columns: the real clip (C + T frames; frames a
-             file does not have are black) and the C conditioning frames followed
-             by the T predicted ones, so both columns show the same first C frames.
+  .gif/.mp4/.png  one row per clip, two columns: the real clip (C + T frames;
+             frames a file does not have are black) and the C conditioning frames
+             followed by the T predicted ones, so both columns show the same first C
+             frames (.png: each column a film strip of its C + T frames).
   .npy       the predicted frames uint8 [N, T, H, W, 3] (row order), labels in
              `FILE.labels.npy`, the conditioning frames uint8 [N, C, H, W, 3] in
              `FILE.conditioning.npy`.
@@ -73,11 +80,12 @@ import tensorflow as tf
 
 from dvdgan_tf.training import tile_videos, video_to_uint8
 
-VALID_EXTENSIONS = (".gif", ".mp4", ".npy")
+VALID_EXTENSIONS = (".gif", ".mp4", ".npy", ".png")
 INTERPOLATIONS = ("slerp", "linear")
 DEFAULT_MAX_ROWS = 12  # Default --classes: the first min(K, 12) classes.
 DEFAULT_NUM_CONDITIONING = 8  # DVD-GAN-FP: clips from the dataset by default.
 MACRO_BLOCK = 16  # Video frame sides are made multiples of this (see docstring).
+PNG_BORDER = 2  # White pixels between and around the film strips of a .png sheet.
 _MAX_RESAMPLE_ROUNDS = 100_000
 
 
@@ -312,6 +320,35 @@ def codec_scale(height: int, width: int, multiple: int = MACRO_BLOCK) -> int:
     return k_h * k_w // math.gcd(k_h, k_w)
 
 
+def filmstrip_sheet(
+    videos: np.ndarray, cols: int, border: int = PNG_BORDER
+) -> np.ndarray:
+    """uint8 [N, T, H, W, 3] -> one still image of film strips (the .png format).
+
+    Cell (i, j) of the rows x cols grid (row-major, as `tile_videos`) holds video
+    i*cols + j as its T frames side by side; `border` white pixels separate the
+    cells and frame the sheet. Returns uint8
+    [rows*H + (rows+1)*border, cols*T*W + (cols+1)*border, 3].
+    """
+    if cols < 1 or border < 0:
+        raise ValueError(f"need cols >= 1 and border >= 0; received {cols}, {border}")
+    n, t, h, w, c = videos.shape
+    rows = math.ceil(n / cols)
+    strips = videos.transpose(0, 2, 1, 3, 4).reshape(n, h, t * w, c)  # [N, H, T*W, C]
+    sheet = np.full(
+        [rows * h + (rows + 1) * border, cols * t * w + (cols + 1) * border, c],
+        255,
+        np.uint8,
+    )
+    for k in range(rows * cols):
+        i, j = divmod(k, cols)
+        top = border + i * (h + border)
+        left = border + j * (t * w + border)
+        cell = sheet[top : top + h, left : left + t * w]
+        cell[...] = strips[k] if k < n else 0
+    return sheet
+
+
 def sidecar_path(out: str) -> str:
     """`FILE.gif` -> `FILE.json`."""
     return os.path.splitext(out)[0] + ".json"
@@ -330,10 +367,10 @@ def write_output(
     fps: float = 8.0,
     scale: int = 1,
 ) -> tuple[int, int]:
-    """Writes videos float32 [N, T, H, W, 3] in [-1, 1] to `out` (.gif/.mp4/.npy).
+    """Writes videos float32 [N, T, H, W, 3] in [-1, 1] to `out` (.gif/.mp4/.npy/.png).
 
     Returns the written frame size (height, width): the grid's for .gif/.mp4, one
-    video's for .npy.
+    video's for .npy, the still image's for .png.
     """
     ext = check_output_path(out)
     if fps <= 0:
@@ -347,6 +384,13 @@ def write_output(
         np.save(out, frames)
         np.save(labels_path(out), np.asarray(labels, np.int32))
         return frames.shape[2], frames.shape[3]
+    if ext == ".png":
+        import imageio.v3 as iio
+
+        sheet = filmstrip_sheet(frames, cols)  # [rows*H + .., cols*T*W + .., 3]
+        sheet = upscale_nearest(sheet[None], scale)[0]
+        iio.imwrite(out, sheet)
+        return sheet.shape[0], sheet.shape[1]
     grid = tile_videos(frames, cols=cols)  # [T, rows*H, cols*W, 3]
     grid = upscale_nearest(grid, scale)
     if ext == ".gif":
@@ -549,7 +593,7 @@ def _sample_prediction(
         "layout": "prediction",
         "meaning": (
             f"G (DVD-GAN-FP) predicts {t} frames from the first {c} frames of each "
-            "real clip. .gif/.mp4: one row per clip; left the real clip "
+            "real clip. .gif/.mp4/.png: one row per clip; left the real clip "
             f"({c + t} frames; frames its file lacks are black), right its {c} "
             f"conditioning frames followed by the {t} predicted ones. .npy: the "
             f"predicted frames uint8 [N, {t}, H, W, 3] (row order), labels in "

@@ -203,6 +203,46 @@ def test_mp4_upscales_to_macro_blocks(tmp_path):
     assert size == (48, 144)  # 24 x 72 after --scale=3, then x2.
 
 
+def test_filmstrip_sheet_layout():
+    # 5 videos on 2 columns: 3 rows, the last cell empty. Every pixel's place is
+    # computed here from the documented layout, independently of the function.
+    rng = np.random.default_rng(0)
+    n, t, h, w, b = 5, 3, 2, 4, sampling.PNG_BORDER
+    videos = rng.integers(1, 255, (n, t, h, w, 3), dtype=np.uint8)
+    sheet = sampling.filmstrip_sheet(videos, cols=2)
+    assert sheet.dtype == np.uint8
+    assert sheet.shape == (3 * h + 4 * b, 2 * t * w + 3 * b, 3)
+    covered = np.zeros(sheet.shape[:2], bool)
+    for k in range(6):
+        i, j = divmod(k, 2)
+        for f in range(t):
+            y, x = b + i * (h + b), b + j * (t * w + b) + f * w
+            want = videos[k, f] if k < n else np.zeros((h, w, 3), np.uint8)
+            np.testing.assert_array_equal(sheet[y : y + h, x : x + w], want)
+            covered[y : y + h, x : x + w] = True
+    assert covered.sum() == 6 * t * h * w
+    assert np.all(sheet[~covered] == 255)  # White borders, nothing else.
+    with pytest.raises(ValueError, match="cols >= 1"):
+        sampling.filmstrip_sheet(videos, cols=0)
+
+
+def test_png_readback(run_dir, tmp_path):
+    out = str(tmp_path / "sheet.png")
+    meta = sampling.sample_workdir(
+        run_dir, out, classes="1,triangle_up", num_per_class=3, scale=2
+    )
+    sheet = iio.imread(out)
+    b = sampling.PNG_BORDER
+    height, width = 2 * (2 * R + 3 * b), 2 * (3 * T * R + 4 * b)
+    assert sheet.shape == (height, width, 3) and meta["frame_size"] == [height, width]
+    assert meta["format"] == "png" and os.path.exists(tmp_path / "sheet.json")
+    # Lossless: the same samples as .npy, laid out and upscaled, match exactly.
+    ref = str(tmp_path / "same.npy")
+    sampling.sample_workdir(run_dir, ref, classes="1,triangle_up", num_per_class=3)
+    want = sampling.filmstrip_sheet(np.load(ref), cols=3)
+    np.testing.assert_array_equal(sheet, want.repeat(2, axis=0).repeat(2, axis=1))
+
+
 def test_npy_and_sidecar(run_dir, tmp_path):
     out = str(tmp_path / "s.npy")
     sampling.sample_workdir(

@@ -331,7 +331,9 @@ def filmstrip_sheet(
     [rows*H + (rows+1)*border, cols*T*W + (cols+1)*border, 3].
     """
     if cols < 1 or border < 0:
-        raise ValueError(f"need cols >= 1 and border >= 0; received {cols}, {border}")
+        raise ValueError(
+            f"need cols >= 1 and border >= 0; received cols={cols}, border={border}"
+        )
     n, t, h, w, c = videos.shape
     rows = math.ceil(n / cols)
     strips = videos.transpose(0, 2, 1, 3, 4).reshape(n, h, t * w, c)  # [N, H, T*W, C]

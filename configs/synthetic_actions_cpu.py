@@ -29,10 +29,10 @@ def get_config(arg: str | None = None):
     c.train.batch_size = 8
     # With two D steps per G step (below) seeds met all three learning targets at
     # steps 10,000-12,000 on a 2-vCPU AMD EPYC (seeds 2, 1, 0: 123, 150 and 166 min
-    # at 0.67-0.85 s/step with the evaluations, bfloat16) and at 10,500 and 14,000 on
-    # a 2-vCPU Xeon with AMX-BF16 (seeds 0 and 1: 84 and 114 min at ~0.5 s/step;
-    # BENCHMARKS.md); 16,000 leaves room for slower seeds. The learning rates do not
-    # depend on it (no decay here).
+    # at 0.67-0.85 s/step with the evaluations, bfloat16) and at 10,500, 14,000 and
+    # 14,500 on a 2-vCPU Xeon with AMX-BF16 (seeds 0, 1, 2: 84, 114 and 133 min at
+    # 0.48-0.55 s/step; BENCHMARKS.md); 16,000 leaves room for slower seeds. The
+    # learning rates do not depend on it (no decay here).
     c.train.num_steps = 16000
     # The paper's 2. One D step makes a step 1.4x faster, but the generator then draws
     # the background shade from the class instead of z and its range collapses late

@@ -124,6 +124,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.random_crop = True
     c.data.num_train_examples = 12000  # Built-in dataset size (train split).
     c.data.seed = 0
+    # synthetic_actions training only: each run of NUM_CLASSES clips in a batch holds
+    # every class once (needs train.batch_size a multiple of the classes per replica);
+    # False = clips drawn uniformly from the shuffled set (a class may be absent).
+    c.data.class_balanced = False
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 512  # Global batch; split across replicas.
@@ -380,6 +384,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
     check_weight_schedule(
         t.get("g_dt_weight_schedule", ()), "train.g_dt_weight_schedule"
     )
+    if c.data.get("class_balanced", False):
+        if c.data.name != "synthetic_actions":
+            raise ValueError(
+                "data.class_balanced needs data.name='synthetic_actions'; received "
+                f"data.name={c.data.name!r}"
+            )
+        if t.batch_size % m.num_classes:
+            raise ValueError(
+                "data.class_balanced needs train.batch_size to be a multiple of "
+                f"model.num_classes={m.num_classes}; received "
+                f"train.batch_size={t.batch_size!r}"
+            )
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(
             f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from dvdgan_tf import config_lib
+from dvdgan_tf import config_lib, training
 from dvdgan_tf.data import folder, pipeline, synthetic, tfds_builder
 
 T, R = 8, 32  # The default CPU config's clip size.
@@ -325,6 +325,59 @@ def test_synthetic_pipeline_sharding_is_disjoint_and_complete():
                 assert labels[j] == y and j % 2 == i
                 found.append(j)
     assert sorted(found) == list(range(24))
+
+
+def _clip_ids(video, want):
+    """Which of the clips `want` [N, T, H, W, 3] each row of `video` is: [B]."""
+    diff = np.abs(want[None] - video.numpy()[:, None]).max(axis=(2, 3, 4, 5))  # [B, N]
+    assert np.all(np.sort(diff, axis=1)[:, 0] < 1e-6)  # each row is exactly one clip
+    return diff.argmin(axis=1)
+
+
+def test_class_balanced_batches_hold_every_class_once():
+    c = make_config(class_balanced=True)  # 24 clips: 2 per class
+    clips, labels = synthetic.make_clips(24, 4, 16)
+    want = clips.astype(np.float32) / 127.5 - 1
+    ds = pipeline.build_dataset(c, "train", 24, repeat=True, shuffle=True)
+    epochs = []
+    for video, label in ds.take(3):
+        ids = _clip_ids(video, want)
+        np.testing.assert_array_equal(labels[ids], label.numpy())
+        # Every run of 12 (a D step's chunk at batch 12) holds each class once.
+        np.testing.assert_array_equal(label.numpy(), np.tile(np.arange(12), 2))
+        assert sorted(ids) == list(range(24))  # 2 runs = one pass over each class
+        epochs.append(list(ids))
+    assert len({tuple(e) for e in epochs}) > 1  # reshuffled each pass
+
+    # One pass without repeat; two input pipelines split every class's clips.
+    found = []
+    for i in range(2):
+        ctx = tf.distribute.InputContext(2, i, 1)
+        ds = pipeline.build_dataset(c, "train", 12, ctx, repeat=False, shuffle=True)
+        for video, label in ds:
+            np.testing.assert_array_equal(label.numpy(), np.arange(12))
+            found += list(_clip_ids(video, want))
+    assert sorted(found) == list(range(24))
+
+
+def test_class_balanced_errors_quote_value():
+    with pytest.raises(ValueError, match="batch_size=8"):
+        pipeline.build_dataset(make_config(class_balanced=True), "train", 8)
+    ctx = tf.distribute.InputContext(3, 0, 1)
+    with pytest.raises(ValueError, match="num_train_examples=24"):
+        pipeline.build_dataset(make_config(class_balanced=True), "train", 12, ctx)
+    c = config_lib.load_config("configs/synthetic_actions_cpu.py")
+    c.data.class_balanced = True
+    with pytest.raises(ValueError, match="train.batch_size=8"):
+        config_lib.validate(c)  # 8 is not a multiple of the 12 classes
+    c.train.batch_size = 12
+    config_lib.validate(c)
+    training.check_replica_batch(c, 1)
+    with pytest.raises(ValueError, match="2 x 12; received train.batch_size=12"):
+        training.check_replica_batch(c, 2)  # a replica's chunk would be 6 clips
+    c.data.name = "ucf101"
+    with pytest.raises(ValueError, match="data.name='ucf101'"):
+        config_lib.validate(c)
 
 
 def test_distribute_dataset_per_replica_batch():

@@ -12,7 +12,9 @@ Sources, picked by `config.data.name`:
                              num_train_examples // 10, at least one per class, from
                              a separate stream), rendered per batch directly at
                              model resolution and T. Clip i is always the same clip;
-                             frame_stride and cropping do not apply.
+                             frame_stride and cropping do not apply. With
+                             data.class_balanced, each training batch is made of
+                             runs of NUM_CLASSES clips holding every class once.
   "tfds:synthetic_actions"   the prepared TFDS builder (64x64x16, 12k train; built
                              offline on first use, ~1-2 min), resized and cropped.
   "ucf101[/config]"          TFDS `ucf101` (default config ucf101_1_256), 101 classes.
@@ -255,19 +257,59 @@ def num_examples(config, split: str = "train") -> int:
     return int(source.builder.info.splits[source.tfds_split or split].num_examples)
 
 
+def _class_balanced_indices(n, batch_size, seed, input_context, repeat):
+    """Clip indices in runs of NUM_CLASSES that hold every class once (in class order).
+
+    The built-in set's clip i has class i mod C (`synthetic.balanced_labels`), so
+    class c owns clips c, c + C, c + 2C, ...; each class's clips are shuffled on their
+    own and the C streams are interleaved one clip at a time. A batch that is a
+    multiple of C (and every D step's chunk of it) then shows G and D every class.
+    """
+    num_classes = synthetic.NUM_CLASSES
+    if batch_size % num_classes:
+        raise ValueError(
+            f"data.class_balanced needs a batch that is a multiple of the "
+            f"{num_classes} classes; received batch_size={batch_size}"
+        )
+    shards, shard = 1, 0
+    if input_context is not None:
+        shards = input_context.num_input_pipelines
+        shard = input_context.input_pipeline_id
+    if n < num_classes * shards:
+        raise ValueError(
+            f"data.class_balanced needs at least one clip per class per input "
+            f"pipeline ({num_classes} x {shards}); received data.num_train_examples={n}"
+        )
+    streams = []
+    for c in range(num_classes):
+        clips = tf.data.Dataset.range(c, n, num_classes).shard(shards, shard)
+        size = len(range(shard, len(range(c, n, num_classes)), shards))  # Its clips.
+        clips = clips.shuffle(
+            size, seed=seed * num_classes + c, reshuffle_each_iteration=True
+        )
+        streams.append(clips.repeat() if repeat else clips)
+    # Without repeat, zip stops at the smallest class: one balanced pass.
+    return tf.data.Dataset.zip(tuple(streams)).flat_map(
+        lambda *idx: tf.data.Dataset.from_tensor_slices(tf.stack(idx))  # [C] -> C x []
+    )
+
+
 def _synthetic_dataset(config, split, batch_size, input_context, repeat, shuffle):
     n, stream = _synthetic_split(config, split)
     t, r = config_lib.clip_frames(config), config.model.resolution
     seed = config.data.seed
-    ds = tf.data.Dataset.range(n)
-    if input_context is not None:
-        ds = ds.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
-    if shuffle:  # Indices are cheap: shuffle the whole split.
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    if shuffle and config.data.get("class_balanced", False):
+        ds = _class_balanced_indices(n, batch_size, seed, input_context, repeat)
+    else:
+        ds = tf.data.Dataset.range(n)
+        if input_context is not None:
+            ds = ds.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
+        if shuffle:  # Indices are cheap: shuffle the whole split.
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
 
     def render(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -291,6 +291,22 @@ def check_weight_schedule(schedule, name: str) -> tuple[tuple[int, float], ...]:
     return tuple(pairs)
 
 
+def check_replica_batch(c: ml_collections.ConfigDict, replicas: int) -> None:
+    """Raises ValueError unless each replica's D-step chunk can be class-balanced.
+
+    With `data.class_balanced`, a replica's chunk of train.batch_size / replicas
+    clips must be a whole number of runs of model.num_classes (one clip per class).
+    """
+    if c.data.get("class_balanced", False) and (
+        c.train.batch_size % (replicas * c.model.num_classes)
+    ):
+        raise ValueError(
+            "data.class_balanced needs train.batch_size to be a multiple of "
+            f"replicas x model.num_classes = {replicas} x {c.model.num_classes}; "
+            f"received train.batch_size={c.train.batch_size!r}"
+        )
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ValueError quoting the first bad value in `c`."""
     m, t = c.model, c.train
@@ -390,12 +406,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "data.class_balanced needs data.name='synthetic_actions'; received "
                 f"data.name={c.data.name!r}"
             )
-        if t.batch_size % m.num_classes:
-            raise ValueError(
-                "data.class_balanced needs train.batch_size to be a multiple of "
-                f"model.num_classes={m.num_classes}; received "
-                f"train.batch_size={t.batch_size!r}"
-            )
+        check_replica_batch(c, replicas=1)
     if t.fake_labels not in ("real", "uniform"):
         raise ValueError(
             f"train.fake_labels must be 'real' or 'uniform'; received {t.fake_labels!r}"

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dvdgan_tf import checkpoints, data, runtime
+from dvdgan_tf import checkpoints, config_lib, data, runtime
 from dvdgan_tf.model import DVDGAN
 
 FP_SAMPLE_CLIPS = 12  # DVD-GAN-FP: real clips continued in the sample GIFs.
@@ -266,28 +266,12 @@ def build_gan(config, strategy):
     return gan
 
 
-def check_replica_batch(config, replicas: int) -> None:
-    """Raises ValueError unless each replica's D-step chunk can be class-balanced.
-
-    With `data.class_balanced`, a replica's chunk of train.batch_size / replicas
-    clips must be a whole number of runs of model.num_classes (one clip per class).
-    """
-    if config.data.get("class_balanced", False) and (
-        config.train.batch_size % (replicas * config.model.num_classes)
-    ):
-        raise ValueError(
-            "data.class_balanced needs train.batch_size to be a multiple of "
-            f"replicas x model.num_classes = {replicas} x {config.model.num_classes}; "
-            f"received train.batch_size={config.train.batch_size}"
-        )
-
-
 def train(
     config, workdir: str, strategy: tf.distribute.Strategy | None = None, verbose="auto"
 ):
     """Trains (or resumes) the run in `workdir`; returns the DVDGAN model."""
     strategy = strategy or tf.distribute.get_strategy()
-    check_replica_batch(config, strategy.num_replicas_in_sync)
+    config_lib.check_replica_batch(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     names = data.class_names(config)
     if tf.io.gfile.exists(checkpoints.config_path(workdir)):

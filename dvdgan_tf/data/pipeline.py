@@ -257,7 +257,7 @@ def num_examples(config, split: str = "train") -> int:
     return int(source.builder.info.splits[source.tfds_split or split].num_examples)
 
 
-def _class_balanced_indices(n, batch_size, seed, input_context, repeat):
+def _class_balanced_indices(n, batch_size, seed, shards, shard, repeat):
     """Clip indices in runs of NUM_CLASSES that hold every class once (in class order).
 
     The built-in set's clip i has class i mod C (`synthetic.balanced_labels`), so
@@ -271,10 +271,6 @@ def _class_balanced_indices(n, batch_size, seed, input_context, repeat):
             f"data.class_balanced needs a batch that is a multiple of the "
             f"{num_classes} classes; received batch_size={batch_size}"
         )
-    shards, shard = 1, 0
-    if input_context is not None:
-        shards = input_context.num_input_pipelines
-        shard = input_context.input_pipeline_id
     if n < num_classes * shards:
         raise ValueError(
             f"data.class_balanced needs at least one clip per class per input "
@@ -298,14 +294,14 @@ def _synthetic_dataset(config, split, batch_size, input_context, repeat, shuffle
     n, stream = _synthetic_split(config, split)
     t, r = config_lib.clip_frames(config), config.model.resolution
     seed = config.data.seed
+    shards, shard = 1, 0
+    if input_context is not None:
+        shards = input_context.num_input_pipelines
+        shard = input_context.input_pipeline_id
     if shuffle and config.data.get("class_balanced", False):
-        ds = _class_balanced_indices(n, batch_size, seed, input_context, repeat)
+        ds = _class_balanced_indices(n, batch_size, seed, shards, shard, repeat)
     else:
-        ds = tf.data.Dataset.range(n)
-        if input_context is not None:
-            ds = ds.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
-            )
+        ds = tf.data.Dataset.range(n).shard(shards, shard)
         if shuffle:  # Indices are cheap: shuffle the whole split.
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         if repeat:

@@ -26,10 +26,10 @@ def get_config(arg: str | None = None):
     c.model.g_multipliers = ((4, 4), (4, 2), (2, 1))
     c.model.d_ch = 16
     c.data.name = "synthetic_actions"
-    # Batch 12 met the targets in fewer steps than any batch-8 seed (9,500 and 8,000
-    # against 10,500-14,500 on the AMX Xeon; two seeds) and kept its background shades
-    # spread wider, but a step costs 1.2-1.5x: about even per minute, so 8 stays until
-    # a third seed and same-session step times say otherwise (BENCHMARKS.md).
+    # Batch 12 met the targets in fewer steps than any batch-8 seed (7,500-9,500
+    # against 10,500-14,500 on the AMX Xeon; three seeds each) and kept its background
+    # shades spread wider, but a step costs ~1.45x: about even per minute and slower to
+    # 90% class accuracy, so 8 stays (BENCHMARKS.md, "Batch 12 instead of 8").
     c.train.batch_size = 8
     # With two D steps per G step (below) seeds met all three learning targets at
     # steps 10,000-12,000 on a 2-vCPU AMD EPYC (seeds 2, 1, 0: 123, 150 and 166 min

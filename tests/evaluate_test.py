@@ -272,6 +272,74 @@ def test_evaluation_callback(run_dir, cache_dir, tmp_path, monkeypatch):
         evaluation.EvaluationCallback(1, workdir, config, standing_stats=-1)
 
 
+def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
+    """benchmarks/ema_sweep.py: each extra average follows the model's EMA rule
+    (a copy up to ema_start, then d * ema + (1 - d) * w), is scored at evaluations
+    from score_from on, and the EMA generator is left exactly as it was."""
+    import importlib.util
+    import shutil
+
+    from dvdgan_tf import checkpoints
+
+    monkeypatch.setenv("DVDGAN_TF_CACHE", cache_dir)
+    path = os.path.join(REPO, "benchmarks", "ema_sweep.py")
+    spec = importlib.util.spec_from_file_location("ema_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    ema, config, _ = checkpoints.load_ema_generator(run_dir)
+    raw, _, _ = checkpoints.load_ema_generator(run_dir)  # stands in for G
+    gan = _StubGAN(ema, raw=raw)
+    gan.ema_start, gan.ema_decay = 1, 0.9
+    workdir = str(tmp_path / "w")
+    os.makedirs(workdir)
+    shutil.copy(checkpoints.config_path(run_dir), workdir)
+    callback = sweep.SweepCallback(
+        2,
+        workdir,
+        config,
+        num_samples=12,
+        clock=lambda: 100.0,
+        decays=(0.0, 0.5),
+        score_from=4,
+    )
+    callback.set_model(gan)
+    callback.on_train_begin()
+    trainable = [w for w in raw.weights if w.trainable]
+    kept = [v.numpy() for v in ema.weights]
+
+    def step(n, shift):  # G's weights move by `shift`, then G step n ends
+        for w in trainable:
+            w.assign(w.numpy() + shift)
+        gan.g_optimizer.iterations.assign(n)
+        callback.on_train_batch_end(n - 1)
+
+    w0 = [w.numpy() for w in trainable]
+    step(1, 0.025)  # step 1 <= ema_start: both averages copy G
+    step(2, -0.05)  # averaged from here on; evaluation at 2 (the model's EMA only)
+    step(3, 0.1)
+    for d, track in callback.tracks.items():
+        for w, e in zip(w0, track):
+            expected = w + 0.025  # the copy at step 1
+            expected = d * expected + (1 - d) * (w - 0.025)
+            expected = d * expected + (1 - d) * (w + 0.075)
+            np.testing.assert_allclose(e.numpy(), expected, rtol=1e-5, atol=1e-6)
+    step(4, 0.0)  # evaluation at 4: the model's EMA and both extra averages
+    for a, v in zip(kept, ema.weights):
+        np.testing.assert_array_equal(a, v.numpy())  # weights, BN and SN state
+    records = {}
+    for name in ("d0.9", "d0", "d0.5"):
+        steps = sorted(os.listdir(os.path.join(workdir, "eval_ema", name, "eval")))
+        assert steps == (["2.json", "4.json"] if name == "d0.9" else ["4.json"])
+        with open(os.path.join(workdir, "eval_ema", name, "eval", "4.json")) as f:
+            records[name] = json.load(f)
+        assert set(records[name]["metrics"]) == BUILTIN_KEYS
+        assert records[name]["run_seconds"] == 100.0  # no extra scoring before 4
+    frechet = {k: r["metrics"]["builtin/frechet"] for k, r in records.items()}
+    assert len({round(v, 6) for v in frechet.values()}) == 3  # three generators
+    with pytest.raises(ValueError, match=r"decays must be .* received \(1.0,\)"):
+        sweep.SweepCallback(2, workdir, config, decays=(1.0,))
+
+
 def test_loader_and_evaluate_take_standing_stats(run_dir, cache_dir, monkeypatch):
     from dvdgan_tf import checkpoints, standing_stats
 

@@ -80,6 +80,11 @@ class SweepCallback(evaluation.EvaluationCallback):
                 f"decays must be one or more values in [0, 1); received {decays!r}"
             )
         self.score_from = score_from
+        if self.clock is None:  # each track's minutes are this clock less extra scoring
+            raise ValueError(
+                "SweepCallback needs clock=<the run's training seconds>, as "
+                "training.train passes it; received clock=None"
+            )
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)

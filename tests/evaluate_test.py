@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -337,7 +338,9 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     frechet = {k: r["metrics"]["builtin/frechet"] for k, r in records.items()}
     assert len({round(v, 6) for v in frechet.values()}) == 3  # three generators
     with pytest.raises(ValueError, match=r"decays must be .* received \(1.0,\)"):
-        sweep.SweepCallback(2, workdir, config, decays=(1.0,))
+        sweep.SweepCallback(2, workdir, config, decays=(1.0,), clock=time.time)
+    with pytest.raises(ValueError, match="needs clock=.*received clock=None"):
+        sweep.SweepCallback(2, workdir, config, decays=(0.5,))
 
 
 def test_loader_and_evaluate_take_standing_stats(run_dir, cache_dir, monkeypatch):

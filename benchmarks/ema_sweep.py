@@ -118,8 +118,11 @@ class SweepCallback(evaluation.EvaluationCallback):
         if not os.path.exists(os.path.join(workdir, "config.json")):
             os.makedirs(workdir, exist_ok=True)
             shutil.copy(checkpoints.config_path(self.workdir), workdir)
-        info = {"run_seconds": now, "ema_decay": decay}
-        info["extra_seconds_before"] = self.extra_seconds
+        info = {
+            "run_seconds": now,
+            "ema_decay": decay,
+            "extra_seconds_before": self.extra_seconds,
+        }
         evaluation.write_results(workdir, step, results, info)
 
     def evaluate(self, step: int) -> dict:
@@ -132,8 +135,8 @@ class SweepCallback(evaluation.EvaluationCallback):
             return results
         start = time.time()
         ema = self.model.ema_generator
+        kept = [tf.identity(v) for v in ema.weights]  # BN and SN state included
         for d, track in self.tracks.items():
-            kept = [tf.identity(v) for v in ema.weights]  # BN and SN state included
             try:
                 for e, v in zip(self.targets, track):
                     e.assign(v)

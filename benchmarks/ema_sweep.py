@@ -14,10 +14,11 @@ like the model's own (standing statistics, the same samples), and the model's EM
 generator is put back exactly as it was. Training is unchanged by all this.
 
 Outputs, besides the run's usual ones: WORKDIR/eval_ema/d<decay>/eval/<step>.json for
-each extra decay and for the config's own (copied from WORKDIR/eval), each with
+each extra decay and for the config's own (copied from WORKDIR/eval; named
+d<decay>_r<rampup> if train.ema_rampup > 0: a ramped average), each with
 `run_seconds` = the run's clock minus the seconds the extra scoring took before it,
 i.e. the clock a run with only that one average would have had. Each
-WORKDIR/eval_ema/d<decay> is a workdir for `python -m dvdgan_tf.report`.
+WORKDIR/eval_ema/<name> is a workdir for `python -m dvdgan_tf.report`.
 
   python benchmarks/ema_sweep.py --config=configs/synthetic_actions_cpu.py \\
       --workdir=workdirs/amx_ema_s0 --config.train.seed=0 --decays=0,0.995,0.9995
@@ -38,7 +39,15 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dvdgan_tf import checkpoints, config_lib, evaluation, layers, training
+from dvdgan_tf import (
+    checkpoints,
+    config_lib,
+    evaluation,
+    layers,
+    schedules,
+    training,
+)
+from dvdgan_tf import model as model_lib
 
 FLAGS = flags.FLAGS
 
@@ -60,8 +69,13 @@ def _define_flags():
 POWER_ITERATIONS = 5  # spectral-norm vectors re-converged on each loaded average
 
 
-def _track_dir(workdir: str, decay: float) -> str:
-    return os.path.join(workdir, "eval_ema", f"d{decay:g}")
+def _track_name(decay: float, rampup: float = 0.0) -> str:
+    """d<decay>, or d<decay>_r<rampup> for a ramped average (schedules.EMADecay)."""
+    return f"d{decay:g}" + (f"_r{rampup:g}" if rampup else "")
+
+
+def _track_dir(workdir: str, name: str) -> str:
+    return os.path.join(workdir, "eval_ema", name)
 
 
 class SweepCallback(evaluation.EvaluationCallback):
@@ -89,6 +103,12 @@ class SweepCallback(evaluation.EvaluationCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         gan = self.model
+        own = _track_name(gan.ema_decay, getattr(gan, "ema_rampup", 0.0))
+        if own in {_track_name(d) for d in self.decays}:
+            raise ValueError(
+                f"decays={self.decays!r} repeats the model's own average ({own}, "
+                "train.ema_decay / train.ema_rampup), which is scored anyway"
+            )
         pairs = zip(gan.ema_generator.weights, gan.generator.weights)
         pairs = [(e, w) for e, w in pairs if w.trainable]
         self.sources = [w for _, w in pairs]  # G's trainable weights
@@ -104,23 +124,25 @@ class SweepCallback(evaluation.EvaluationCallback):
         self._update = tf.function(self._update_tracks)
 
     def _update_tracks(self, step):
-        for d, track in self.tracks.items():
-            decay = tf.where(step > float(self.model.ema_start), d, 0.0)
-            for e, w in zip(track, self.sources):
-                e.assign(decay * e + (1.0 - decay) * tf.convert_to_tensor(w.value))
+        for d, track in self.tracks.items():  # the model's rule, a constant decay
+            decay = schedules.EMADecay(d, self.model.ema_start)(step)
+            model_lib.ema_update(track, self.sources, decay)
 
     def on_train_batch_end(self, batch, logs=None):
         self._update(tf.constant(float(self._step())))
         super().on_train_batch_end(batch, logs)
 
-    def _write(self, decay: float, step: int, results: dict, now: float):
-        workdir = _track_dir(self.workdir, decay)
+    def _write(
+        self, decay: float, step: int, results: dict, now: float, rampup: float = 0.0
+    ):
+        workdir = _track_dir(self.workdir, _track_name(decay, rampup))
         if not os.path.exists(os.path.join(workdir, "config.json")):
             os.makedirs(workdir, exist_ok=True)
             shutil.copy(checkpoints.config_path(self.workdir), workdir)
         info = {
             "run_seconds": now,
             "ema_decay": decay,
+            "ema_rampup": rampup,
             "extra_seconds_before": self.extra_seconds,
         }
         evaluation.write_results(workdir, step, results, info)
@@ -130,7 +152,8 @@ class SweepCallback(evaluation.EvaluationCallback):
         # The clock after this step's own evaluation, less the extra scoring so far:
         # a run scoring one average would have stood there (all tracks share it).
         now = self.clock() - self.extra_seconds
-        self._write(self.model.ema_decay, step, results, now)
+        own = self.model.ema_decay, getattr(self.model, "ema_rampup", 0.0)
+        self._write(own[0], step, results, now, rampup=own[1])
         if step < self.score_from:
             return results
         start = time.time()

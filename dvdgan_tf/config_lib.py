@@ -144,6 +144,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.adam_epsilon = 1e-6
     c.train.ema_decay = 0.9999
     c.train.ema_start = 20_000
+    # > 0: the average's horizon 1/(1 - d) is at most this fraction of the G steps
+    # done, so early averages are short (dvdgan_tf/schedules.py EMADecay); 0 = off.
+    c.train.ema_rampup = 0.0
     # Where the EMA generator's BatchNorm statistics come from during training:
     # "forward" (its own forward pass each step, one more G forward) or "copy"
     # (G's, free; pair with eval.standing_stats > 0). dvdgan_tf/model.py _update_ema.
@@ -391,6 +394,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     if not 0.0 <= t.ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1); received {t.ema_decay!r}")
+    check_weight(t.get("ema_rampup", 0.0), "train.ema_rampup")
     if t.get("ema_statistics", "forward") not in EMA_STATISTICS:
         raise ValueError(
             "train.ema_statistics must be 'forward' or 'copy'; received "

@@ -104,6 +104,7 @@ class DVDGAN(keras.Model):
         ema_start: int = 20_000,
         fake_labels: str = "real",
         ema_statistics: str = "forward",
+        ema_rampup: float = 0.0,
         g_dt_weight: float = 1.0,
         g_dt_weight_schedule=(),
         lr_schedules=None,
@@ -113,6 +114,8 @@ class DVDGAN(keras.Model):
 
         ema_statistics: where the EMA generator's BatchNorm statistics come from,
         "forward" (its own forward pass each step) or "copy" (G's); `_update_ema`.
+        ema_rampup: caps the average's horizon 1/(1-d) at this fraction of the G
+            steps done (0 = off; `schedules.EMADecay`).
         g_dt_weight: D_T's weight in G's loss (`losses.generator_loss`; paper 1).
         g_dt_weight_schedule: ((step, w), ...): from G step `step` on, the weight
             is `w` (the last entry reached); g_dt_weight before the first.
@@ -124,10 +127,7 @@ class DVDGAN(keras.Model):
         """
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1; received d_steps={d_steps!r}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(
-                f"ema_decay must be in [0, 1); received ema_decay={ema_decay!r}"
-            )
+        ema_schedule = schedules.EMADecay(ema_decay, ema_start, ema_rampup)
         if fake_labels not in ("real", "uniform"):
             raise ValueError(
                 f"fake_labels must be 'real' or 'uniform'; received {fake_labels!r}"
@@ -157,6 +157,8 @@ class DVDGAN(keras.Model):
         self.d_steps = d_steps
         self.ema_decay = ema_decay
         self.ema_start = ema_start
+        self.ema_rampup = ema_schedule.rampup
+        self.ema_schedule = ema_schedule
         self.fake_labels = fake_labels
         self.ema_statistics = ema_statistics
         self.g_dt_weight = g_dt_weight
@@ -269,7 +271,7 @@ class DVDGAN(keras.Model):
         return terms, fake_y
 
     def _update_ema(self, z, labels, frames=None):
-        """ema = d * ema + (1 - d) * w, with d = 0 (a plain copy) before ema_start.
+        """ema = d * ema + (1 - d) * w, d from `ema_schedule` (0 before ema_start).
 
         Only trainable weights are averaged. The non-trainable state follows
         `ema_statistics`:
@@ -289,14 +291,10 @@ class DVDGAN(keras.Model):
           workdir or exported (`dvdgan_tf.standing_stats`); only the in-training
           sample GIFs use the copied ones. G's training is the same either way.
         """
-        step = tf.cast(self.g_optimizer.iterations, tf.float32)  # G steps done
-        decay = tf.where(step > float(self.ema_start), self.ema_decay, 0.0)
-        for ema, w in zip(self.ema_generator.weights, self.generator.weights):
-            if w.trainable:
-                w_val = tf.convert_to_tensor(w.value)
-                ema.assign(
-                    decay * tf.convert_to_tensor(ema.value) + (1.0 - decay) * w_val
-                )
+        decay = self.ema_schedule(self.g_optimizer.iterations)  # G steps done
+        pairs = zip(self.ema_generator.weights, self.generator.weights)
+        pairs = [(e, w) for e, w in pairs if w.trainable]
+        ema_update([e for e, _ in pairs], [w for _, w in pairs], decay)
         if self.ema_statistics == "forward":
             self.ema_generator(z, labels, training=True, frames=frames)  # statistics
             return
@@ -377,6 +375,7 @@ class DVDGAN(keras.Model):
             ema_start=t.ema_start,
             fake_labels=t.fake_labels,
             ema_statistics=t.get("ema_statistics", "forward"),
+            ema_rampup=t.get("ema_rampup", 0.0),
             g_dt_weight=t.get("g_dt_weight", 1.0),
             g_dt_weight_schedule=t.get("g_dt_weight_schedule", ()),
             lr_schedules=[
@@ -392,6 +391,21 @@ class DVDGAN(keras.Model):
             steps_per_execution=t.steps_per_execution,
         )
         return gan
+
+
+def ema_update(averages, weights, decay):
+    """average = decay * average + (1 - decay) * weight, for each pair in order.
+
+    The EMA generator's update (paper Section 4; decay from `schedules.EMADecay`);
+    decay 0 copies the weights. Keras or tf.Variables (`benchmarks/ema_sweep.py`
+    keeps its extra averages in the latter).
+    """
+
+    def read(v):  # a Keras variable's value, not its autocast view
+        return tf.convert_to_tensor(v.value if isinstance(v, keras.Variable) else v)
+
+    for a, w in zip(averages, weights):
+        a.assign(decay * read(a) + (1.0 - decay) * read(w))
 
 
 def make_optimizer(lr: float, t, precision: str = "float32", name: str = "adam"):

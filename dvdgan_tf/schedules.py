@@ -69,3 +69,53 @@ class LinearTailDecay(keras.optimizers.schedules.LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "final_fraction": self.final_fraction,
         }
+
+
+class EMADecay:
+    """The decay of the EMA generator's average at a G step (model.DVDGAN).
+
+    Paper, Section 4: "we use an exponential moving average of G's weights" for
+    evaluation, with no decay given (BigGAN's is 0.9999, from step 20k). The
+    average is a copy of G up to `start` G steps, then ema = d * ema + (1 - d) * w
+    (`model.ema_update`).
+
+    `rampup` > 0 shortens the average early in a run: its horizon 1/(1-d) is at
+    most `rampup` times the G steps done, i.e. d = min(decay, 1 - 1/(rampup*step))
+    (0 while rampup*step <= 1), so it follows a generator that still improves fast
+    and lengthens to `decay` later. Karras et al. 2020 (StyleGAN2-ADA) ramp their
+    EMA the same way (half-life <= 5% of the images seen). 0 = a constant decay.
+
+    Args:
+      decay: the decay once ramped up, in [0, 1).
+      start: G steps before which the average is a copy of G.
+      rampup: the horizon's cap as a fraction of G steps done; >= 0, 0 = off.
+    """
+
+    def __init__(self, decay: float, start: int = 0, rampup: float = 0.0):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(
+                f"ema_decay must be in [0, 1); received ema_decay={decay!r}"
+            )
+        if (
+            isinstance(rampup, bool)
+            or not isinstance(rampup, (int, float))
+            or rampup < 0
+        ):
+            raise ValueError(
+                f"ema_rampup must be a number >= 0 (0 = off); received ema_rampup={rampup!r}"
+            )
+        self.decay = float(decay)
+        self.start = int(start)
+        self.rampup = float(rampup)
+
+    def __call__(self, step):
+        """The decay for the average after `step` G steps done (a scalar tensor)."""
+        step = tf.cast(step, tf.float32)
+        decay = tf.constant(self.decay, tf.float32)
+        if self.rampup > 0:
+            horizon = tf.maximum(self.rampup * step, 1.0)  # steps averaged over
+            decay = tf.minimum(decay, 1.0 - 1.0 / horizon)
+        return tf.where(step > float(self.start), decay, 0.0)
+
+    def get_config(self) -> dict:
+        return {"decay": self.decay, "start": self.start, "rampup": self.rampup}

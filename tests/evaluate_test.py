@@ -290,7 +290,7 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     ema, config, _ = checkpoints.load_ema_generator(run_dir)
     raw, _, _ = checkpoints.load_ema_generator(run_dir)  # stands in for G
     gan = _StubGAN(ema, raw=raw)
-    gan.ema_start, gan.ema_decay = 1, 0.9
+    gan.ema_start, gan.ema_decay, gan.ema_rampup = 1, 0.9, 0.5
     workdir = str(tmp_path / "w")
     os.makedirs(workdir)
     shutil.copy(checkpoints.config_path(run_dir), workdir)
@@ -328,9 +328,9 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     for a, v in zip(kept, ema.weights):
         np.testing.assert_array_equal(a, v.numpy())  # weights, BN and SN state
     records = {}
-    for name in ("d0.9", "d0", "d0.5"):
+    for name in ("d0.9_r0.5", "d0", "d0.5"):  # the model's own: ramped (rampup 0.5)
         steps = sorted(os.listdir(os.path.join(workdir, "eval_ema", name, "eval")))
-        assert steps == (["2.json", "4.json"] if name == "d0.9" else ["4.json"])
+        assert steps == (["2.json", "4.json"] if "_r" in name else ["4.json"])
         with open(os.path.join(workdir, "eval_ema", name, "eval", "4.json")) as f:
             records[name] = json.load(f)
         assert set(records[name]["metrics"]) == BUILTIN_KEYS
@@ -341,6 +341,11 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
         sweep.SweepCallback(2, workdir, config, decays=(1.0,), clock=time.time)
     with pytest.raises(ValueError, match="needs clock=.*received clock=None"):
         sweep.SweepCallback(2, workdir, config, decays=(0.5,))
+    gan.ema_rampup = 0.0  # a constant 0.9: an extra 0.9 would repeat it
+    callback = sweep.SweepCallback(2, workdir, config, decays=(0.9,), clock=time.time)
+    callback.set_model(gan)
+    with pytest.raises(ValueError, match=r"decays=\(0.9,\) repeats .* \(d0.9,"):
+        callback.on_train_begin()
 
 
 def test_loader_and_evaluate_take_standing_stats(run_dir, cache_dir, monkeypatch):

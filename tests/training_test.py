@@ -263,6 +263,54 @@ def test_g_dt_weight_and_its_schedule_reach_the_train_step_and_are_validated(
     assert (loaded.g_dt_weight, loaded.g_dt_weight_schedule) == (1.0, ())
 
 
+def test_ema_decay_rampup_is_hand_computed_validated_and_used_by_the_model(
+    tiny_config,
+):
+    """schedules.EMADecay: 0 up to start, then min(decay, 1 - 1/max(1, r*step));
+    the model averages with it (`_update_ema`, checked against numpy)."""
+    from dvdgan_tf import config_lib
+    from dvdgan_tf.schedules import EMADecay
+
+    s = EMADecay(0.99, start=2, rampup=0.5)
+    got = [float(s(tf.constant(n, tf.int64))) for n in (0, 2, 3, 4, 10, 100, 10**4)]
+    # r*step = 1.5, 2, 5, 50, 5000: 1 - 1/h = 1/3, 1/2, 0.8, 0.98, then the cap.
+    np.testing.assert_allclose(got, [0, 0, 1 / 3, 0.5, 0.8, 0.98, 0.99], rtol=1e-6)
+    assert float(EMADecay(0.99, start=2, rampup=0.1)(tf.constant(5))) == 0.0  # h<=1
+    assert float(EMADecay(0.99)(tf.constant(1))) == pytest.approx(0.99)  # constant
+    with pytest.raises(ValueError, match=r"received ema_rampup=-0.1"):
+        EMADecay(0.99, rampup=-0.1)
+    with pytest.raises(ValueError, match=r"received ema_decay=1.0"):
+        EMADecay(1.0)
+    c = config_lib.load_config(TINY)
+    with c.unlocked():
+        c.train.ema_rampup = -1
+    with pytest.raises(ValueError, match=r"received train.ema_rampup=-1"):
+        config_lib.validate(c)
+
+    with tiny_config.unlocked():
+        tiny_config.train.ema_start = 0
+        tiny_config.train.ema_decay = 0.9
+        tiny_config.train.ema_rampup = 0.5
+        tiny_config.train.ema_statistics = "copy"  # no forward pass needed here
+    gan = DVDGAN.from_config_dict(tiny_config)
+    assert gan.ema_schedule.get_config() == {"decay": 0.9, "start": 0, "rampup": 0.5}
+    rng = np.random.default_rng(0)
+    for w in gan.generator.trainable_weights:  # G moves away from its copy
+        w.assign(w.numpy() + rng.normal(0, 0.1, w.shape).astype("float32"))
+    pairs = [
+        (e.numpy(), w.numpy())
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    gan.g_optimizer.iterations.assign(4)  # horizon 0.5 * 4 = 2 steps: d = 0.5
+    z = tf.random.normal([3, tiny_config.model.z_dim], seed=1)
+    gan._update_ema(z, tf.constant([0, 5, 11]))
+    pairs_after = zip(gan.ema_generator.weights, gan.generator.weights)
+    ema = [e for e, w in pairs_after if w.trainable]
+    for (e0, w0), e in zip(pairs, ema):
+        np.testing.assert_allclose(e.numpy(), 0.5 * e0 + 0.5 * w0, rtol=1e-5, atol=1e-6)
+
+
 def test_lr_tail_decay_is_constant_then_linear_and_validated():
     """Hand-computed: base 4e-4, 10 steps, the last 4 decaying to a quarter."""
     from dvdgan_tf import config_lib

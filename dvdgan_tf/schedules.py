@@ -1,4 +1,4 @@
-"""Learning-rate schedules for G's and D's Adam optimizers.
+"""Schedules over the G step: G's and D's learning rates, the EMA's decay.
 
 The paper (Section 4, Appendix A) trains with constant learning rates (G 1e-4,
 D 5e-4) for ~300k steps. `train.lr_decay_steps` lets both rates fall linearly to
@@ -12,6 +12,9 @@ tf.train.Checkpoint saves and restores, so a resumed run would train on at the
 checkpoint's rate whatever `--config.train.g_lr` says. DVDGAN (model.py) keeps that
 variable (checkpoints keep their layout) and assigns it from these schedules, built
 from the config, before every step's updates.
+
+`EMADecay` is the EMA generator's decay per G step (a constant after ema_start, or
+ramped up with the run), applied by `model.ema_update`.
 """
 
 from __future__ import annotations

@@ -120,13 +120,13 @@ class SweepCallback(evaluation.EvaluationCallback):
             ]
             for d in self.decays
         }
+        self.schedules = {d: schedules.EMADecay(d, gan.ema_start) for d in self.decays}
         self.extra_seconds = 0.0
         self._update = tf.function(self._update_tracks)
 
     def _update_tracks(self, step):
         for d, track in self.tracks.items():  # the model's rule, a constant decay
-            decay = schedules.EMADecay(d, self.model.ema_start)(step)
-            model_lib.ema_update(track, self.sources, decay)
+            model_lib.ema_update(track, self.sources, self.schedules[d](step))
 
     def on_train_batch_end(self, batch, logs=None):
         self._update(tf.constant(float(self._step())))

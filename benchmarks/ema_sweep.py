@@ -103,7 +103,8 @@ class SweepCallback(evaluation.EvaluationCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         gan = self.model
-        own = _track_name(gan.ema_decay, getattr(gan, "ema_rampup", 0.0))
+        self.own = gan.ema_decay, getattr(gan, "ema_rampup", 0.0)  # decay, rampup
+        own = _track_name(*self.own)
         if own in {_track_name(d) for d in self.decays}:
             raise ValueError(
                 f"decays={self.decays!r} repeats the model's own average ({own}, "
@@ -152,8 +153,7 @@ class SweepCallback(evaluation.EvaluationCallback):
         # The clock after this step's own evaluation, less the extra scoring so far:
         # a run scoring one average would have stood there (all tracks share it).
         now = self.clock() - self.extra_seconds
-        own = self.model.ema_decay, getattr(self.model, "ema_rampup", 0.0)
-        self._write(own[0], step, results, now, rampup=own[1])
+        self._write(self.own[0], step, results, now, rampup=self.own[1])
         if step < self.score_from:
             return results
         start = time.time()

@@ -22,6 +22,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from dvdgan_tf import config_lib
+
 
 class LinearTailDecay(keras.optimizers.schedules.LearningRateSchedule):
     """`base` until `total_steps - decay_steps`, then linear to `base * final_fraction`.
@@ -99,17 +101,9 @@ class EMADecay:
             raise ValueError(
                 f"ema_decay must be in [0, 1); received ema_decay={decay!r}"
             )
-        if (
-            isinstance(rampup, bool)
-            or not isinstance(rampup, (int, float))
-            or rampup < 0
-        ):
-            raise ValueError(
-                f"ema_rampup must be a number >= 0 (0 = off); received ema_rampup={rampup!r}"
-            )
         self.decay = float(decay)
         self.start = int(start)
-        self.rampup = float(rampup)
+        self.rampup = config_lib.check_weight(rampup, "ema_rampup")  # >= 0, 0 = off
 
     def __call__(self, step):
         """The decay for the average after `step` G steps done (a scalar tensor)."""

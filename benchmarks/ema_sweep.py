@@ -103,7 +103,8 @@ class SweepCallback(evaluation.EvaluationCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         gan = self.model
-        self.own = gan.ema_decay, getattr(gan, "ema_rampup", 0.0)  # decay, rampup
+        ema = gan.ema_schedule
+        self.own = ema.decay, ema.rampup
         own = _track_name(*self.own)
         if own in {_track_name(d) for d in self.decays}:
             raise ValueError(
@@ -121,7 +122,7 @@ class SweepCallback(evaluation.EvaluationCallback):
             ]
             for d in self.decays
         }
-        self.schedules = {d: schedules.EMADecay(d, gan.ema_start) for d in self.decays}
+        self.schedules = {d: schedules.EMADecay(d, ema.start) for d in self.decays}
         self.extra_seconds = 0.0
         self._update = tf.function(self._update_tracks)
 

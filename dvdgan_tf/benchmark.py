@@ -70,6 +70,15 @@ measurement's own, XLA caches never leak between runs, and one failure is record
 - profile (`--profile`): the TF profiler's framework_op_stats over 3 steps of the
   reference train step without XLA (XLA fuses ops, hiding which kind costs what):
   self time per op type, to say where the time goes.
+- kernels (`--kernels`, configs other than `:runlocal`): the train step (no XLA) timed
+  as above, then every conv/matmul op of its graph run alone through `tf.raw_ops`
+  with its traced shapes, attributes and constant sizes on random inputs (ops alike
+  grouped, `count` per step), small ops repeated in a sequential `tf.while_loop` so
+  the ~1 ms call overhead is spread. Their summed time against the step says whether
+  the step is bound by its convolution kernels (sum ~ step: nothing outside them to
+  remove) or by what lies between them (sum << step); each op's GFLOP/s against the
+  peak says which kernels are slow. On the AVX2-only EPYC the kernels alone took 103%
+  of the default config's step (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -115,6 +124,12 @@ _QUICK = flags.DEFINE_bool(
 )
 _SCALING = flags.DEFINE_bool("scaling", True, "Measure step time vs T and resolution.")
 _PROFILE = flags.DEFINE_bool("profile", True, "Op-type profile of the reference step.")
+_KERNELS = flags.DEFINE_bool(
+    "kernels",
+    True,
+    "Time each conv/matmul kernel of the train step alone (configs other than "
+    ":runlocal ones, no XLA).",
+)
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 4096, "Size of the peak matmul.")
 _MATMUL_REPS = flags.DEFINE_integer("matmul_reps", 5, "Timed peak matmuls.")
 _TIMEOUT = flags.DEFINE_integer("worker_timeout", 1800, "Seconds per measurement.")
@@ -123,6 +138,12 @@ _INTRA = flags.DEFINE_integer(
 )
 _INTER = flags.DEFINE_integer(
     "inter_op_threads", 0, "TF inter-op threads in every measurement (0: default)."
+)
+_CONV_INPUT_GRAD = flags.DEFINE_enum(
+    "conv_input_grad",
+    "",
+    ["", "forward", "native"],
+    "runtime.conv_input_grad for every train-step measurement ('': each config's).",
 )
 _WORKER = flags.DEFINE_string("worker", "", "Internal: run one measurement (JSON).")
 _WORKER_OUT = flags.DEFINE_string("worker_out", "", "Internal: worker result file.")
@@ -265,6 +286,25 @@ def _prod(shape) -> int:
     return math.prod(int(d) for d in shape)
 
 
+def op_flops(op) -> tuple[str, int] | None:
+    """(kind, FLOPs) of one conv/matmul op from its static shapes (multiply-add = 2),
+    None for any other op; raises TypeError/ValueError for an unknown dimension."""
+    if op.type in _FWD_CONV:  # y [N, ..., C_out], kernel [k.., C_in, C_out]
+        f = 2 * _prod(op.outputs[0].shape) * _prod(op.inputs[1].shape[:-1])
+        return "conv_forward", f
+    if op.type in _BWD_INPUT:  # (sizes, kernel, dy)
+        f = 2 * _prod(op.inputs[2].shape) * _prod(op.inputs[1].shape[:-1])
+        return "conv_backprop_input", f
+    if op.type in _BWD_FILTER:  # (x, sizes, dy) -> d kernel
+        f = 2 * _prod(op.inputs[2].shape) * _prod(op.outputs[0].shape[:-1])
+        return "conv_backprop_filter", f
+    if op.type in _MATMUL:  # [.., m, n] output, contraction k from a
+        a = op.inputs[0].shape
+        adj = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+        return "matmul", 2 * _prod(op.outputs[0].shape) * int(a[-2] if adj else a[-1])
+    return None
+
+
 def count_flops(graph) -> dict:
     """Conv/matmul FLOPs (multiply-add = 2) of the live ops of a traced graph."""
     by_kind = {"conv_forward": 0, "conv_backprop_input": 0, "conv_backprop_filter": 0}
@@ -275,26 +315,13 @@ def count_flops(graph) -> dict:
     }
     for op in _live_ops(graph):
         try:
-            if op.type in _FWD_CONV:  # y [N, ..., C_out], kernel [k.., C_in, C_out]
-                f = 2 * _prod(op.outputs[0].shape) * _prod(op.inputs[1].shape[:-1])
-                kind = "conv_forward"
-            elif op.type in _BWD_INPUT:  # (sizes, kernel, dy)
-                f = 2 * _prod(op.inputs[2].shape) * _prod(op.inputs[1].shape[:-1])
-                kind = "conv_backprop_input"
-            elif op.type in _BWD_FILTER:  # (x, sizes, dy) -> d kernel
-                f = 2 * _prod(op.inputs[2].shape) * _prod(op.outputs[0].shape[:-1])
-                kind = "conv_backprop_filter"
-            elif op.type in _MATMUL:  # [.., m, n] output, contraction k from a
-                a = op.inputs[0].shape
-                adj = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
-                f = 2 * _prod(op.outputs[0].shape) * int(a[-2] if adj else a[-1])
-                kind = "matmul"
-            else:
-                continue
+            counted = op_flops(op)
         except (TypeError, ValueError):  # a dimension unknown at trace time
             unknown.append(op.name)
             continue
-        by_kind[kind] += f
+        if counted is None:
+            continue
+        by_kind[counted[0]] += counted[1]
         ops += 1
     return {
         "total": sum(by_kind.values()),
@@ -303,6 +330,96 @@ def count_flops(graph) -> dict:
         "ops_with_unknown_shape": unknown[:10],
         "nested_function_ops": sorted(functions),  # would hide FLOPs; expected empty
     }
+
+
+def _attr_json(value):
+    """An op attribute as JSON (bytes as str, a dtype as {"dtype": name})."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if hasattr(value, "as_datatype_enum"):
+        return {"dtype": value.name}
+    if isinstance(value, list):
+        return [_attr_json(v) for v in value]
+    return value
+
+
+def _attr_value(value):
+    """Inverse of `_attr_json`, as `tf.raw_ops` takes it."""
+    import tensorflow as tf
+
+    if isinstance(value, dict):
+        return tf.as_dtype(value["dtype"])
+    return value
+
+
+def kernel_groups(graph) -> list[dict]:
+    """The conv/matmul ops of a traced graph, as kernels that can run on their own.
+
+    Live ops with the same type, input shapes and dtypes, constant integer inputs
+    (a backprop op's sizes) and attributes form one group: `count` of them run per
+    call of the graph, `flops` each (`op_flops`). Sorted by total FLOPs, largest first.
+    """
+    import tensorflow as tf
+
+    groups: dict[str, dict] = {}
+    for op in _live_ops(graph):
+        try:
+            counted = op_flops(op)
+        except (TypeError, ValueError):  # a dimension unknown at trace time
+            continue
+        if counted is None:
+            continue
+        inferred = {a.type_attr for a in op.op_def.input_arg if a.type_attr}
+        attrs = {
+            a.name: _attr_json(op.get_attr(a.name))
+            for a in op.op_def.attr
+            if a.name not in inferred
+        }
+        inputs = []
+        for arg, t in zip(op.op_def.input_arg, op.inputs):
+            value = tf.get_static_value(t) if t.dtype.is_integer else None
+            if t.dtype.is_integer and value is None:
+                # A backprop op's sizes input, computed at run time (a Shape op): it
+                # is the shape of the op's own output, static in the traced graph.
+                if op.type not in _BWD_INPUT + _BWD_FILTER:
+                    raise ValueError(f"{op.name}: integer input {arg.name} not static")
+                value = tf.constant([int(d) for d in op.outputs[0].shape], t.dtype)
+                value = value.numpy()
+            inputs.append(
+                {
+                    "name": arg.name,
+                    "shape": [int(d) for d in t.shape],
+                    "dtype": t.dtype.name,
+                    "value": None if value is None else value.tolist(),
+                }
+            )
+        group = {"type": op.type, "kind": counted[0], "inputs": inputs, "attrs": attrs}
+        key = json.dumps(group, sort_keys=True)
+        if key not in groups:
+            groups[key] = {**group, "flops": counted[1], "count": 0}
+        groups[key]["count"] += 1
+    return sorted(groups.values(), key=lambda g: -g["flops"] * g["count"])
+
+
+def kernel_fn(group: dict, seed: int = 0):
+    """(fn, args): `fn(**args)` runs the group's op alone (`tf.raw_ops`) on random
+    inputs of its shapes and dtypes, its constant inputs as traced."""
+    import tensorflow as tf
+
+    op = getattr(tf.raw_ops, group["type"])
+    attrs = {k: _attr_value(v) for k, v in group["attrs"].items()}
+    rng = tf.random.Generator.from_seed(seed)
+    args = {}
+    for i in group["inputs"]:
+        if i["value"] is not None:
+            args[i["name"]] = tf.constant(i["value"], dtype=i["dtype"])
+        else:
+            args[i["name"]] = tf.cast(rng.normal(i["shape"]), i["dtype"])
+
+    def fn(**inputs):
+        return op(**inputs, **attrs)
+
+    return fn, args
 
 
 def _random_batch(config, seed: int = 0):
@@ -353,6 +470,13 @@ def _forward_flops(gan, config) -> dict:
     return {"G": fg, "D_S": fds, "D_T": fdt, "train_step": step}
 
 
+def _conv_input_grad(spec: dict, config) -> str:
+    """The measurement's runtime.conv_input_grad: --conv_input_grad, else the config's."""
+    return spec.get("conv_input_grad") or config.runtime.get(
+        "conv_input_grad", "forward"
+    )
+
+
 def task_matmul(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
@@ -391,12 +515,13 @@ def task_matmul(spec: dict) -> dict:
 def task_train(spec: dict) -> dict:
     import tensorflow as tf
 
-    from dvdgan_tf import runtime
+    from dvdgan_tf import layers, runtime
     from dvdgan_tf.model import DVDGAN
 
     config = load(spec["config"])
     precision = spec.get("precision", "float32")
     runtime.set_precision(precision)  # Before any layer is built.
+    layers.set_conv_input_grad(_conv_input_grad(spec, config))
     t0 = time.perf_counter()
     gan = DVDGAN.from_config_dict(config, jit_compile=spec["xla"])
     build_s = time.perf_counter() - t0
@@ -410,6 +535,7 @@ def task_train(spec: dict) -> dict:
     out = {
         "xla": spec["xla"],
         "precision": precision,
+        "conv_input_grad": _conv_input_grad(spec, config),
         "build_s": build_s,
         "trace_s": trace_s,
         "compile_s": trace_s + r["first_call_s"],
@@ -617,9 +743,11 @@ def task_profile(spec: dict) -> dict:
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
+    from dvdgan_tf import layers
     from dvdgan_tf.model import DVDGAN
 
     config = load(spec["config"])
+    layers.set_conv_input_grad(_conv_input_grad(spec, config))
     gan = DVDGAN.from_config_dict(config)
     batch = _random_batch(config)
     step = tf.function(gan.train_step, jit_compile=False)
@@ -661,6 +789,93 @@ def task_profile(spec: dict) -> dict:
     }
 
 
+def _repeat(fn, args: dict, n: int):
+    """Runs `fn(**args)` n times in sequence inside a traced function.
+
+    Each iteration adds one element of the op's result to the loop's carry, so that
+    grappler can neither prune the op nor overlap the iterations.
+    """
+    import tensorflow as tf
+
+    def body(i, carry):
+        out = tf.nest.flatten(fn(**args))[0]
+        return i + 1, carry + tf.cast(tf.reshape(out, [-1])[0], tf.float32)
+
+    return tf.while_loop(
+        lambda i, _: i < n,
+        body,
+        [tf.constant(0), tf.constant(0.0)],
+        parallel_iterations=1,
+    )[1]
+
+
+def task_kernels(spec: dict) -> dict:
+    """The train step (no XLA), then each of its conv/matmul kernels run alone."""
+    import tensorflow as tf
+
+    from dvdgan_tf import layers, runtime
+    from dvdgan_tf.model import DVDGAN
+
+    config = load(spec["config"])
+    precision = spec.get("precision", "float32")
+    runtime.set_precision(precision)  # Before any layer is built.
+    layers.set_conv_input_grad(_conv_input_grad(spec, config))
+    gan = DVDGAN.from_config_dict(config, jit_compile=False)
+    batch = _random_batch(config)
+    step = tf.function(gan.train_step, jit_compile=False)
+    graph = step.get_concrete_function(batch).graph
+    step_s = _time_calls(step, (batch,), spec["warmup"], spec["steps"])["median_s"]
+    rows = []
+    for group in kernel_groups(graph):
+        fn, args = kernel_fn(group)
+        # Small ops repeat inside one call (a sequential loop, the op a control
+        # dependency of each iteration), so that the call's own overhead (~1 ms) is
+        # spread: ~2.5 GFLOP per call, 1-200 repeats.
+        reps = min(200, max(1, math.ceil(2.5e9 / group["flops"])))
+        # The inputs are arguments, not captured constants, which grappler would fold.
+        call = tf.function(lambda a, fn=fn, n=reps: _repeat(fn, a, n))
+        t = _time_calls(call, (args,), spec["warmup"], spec["steps"])["median_s"] / reps
+        shapes = [i["shape"] for i in group["inputs"] if i["value"] is None]
+        rows.append(
+            {
+                "type": group["type"],
+                "kind": group["kind"],
+                "shapes": shapes,
+                "count": group["count"],
+                "gflop": group["flops"] / 1e9,
+                "seconds": t,
+                "repeats": reps,
+                "s_per_step": t * group["count"],
+                "gflops_per_s": group["flops"] / t / 1e9,
+            }
+        )
+    rows.sort(key=lambda r: -r["s_per_step"])
+    by_kind: dict[str, dict] = {}
+    for r in rows:
+        k = by_kind.setdefault(r["kind"], {"s_per_step": 0.0, "gflop_per_step": 0.0})
+        k["s_per_step"] += r["s_per_step"]
+        k["gflop_per_step"] += r["gflop"] * r["count"]
+    for k in by_kind.values():
+        k["gflops_per_s"] = k["gflop_per_step"] / k["s_per_step"]
+    kernel_s = sum(r["s_per_step"] for r in rows)
+    gflop = sum(r["gflop"] * r["count"] for r in rows)
+    return {
+        "config": spec["config"],
+        "precision": precision,
+        "conv_input_grad": _conv_input_grad(spec, config),
+        "xla": False,
+        "step_s": step_s,
+        "kernel_s_per_step": kernel_s,
+        "kernel_fraction_of_step": kernel_s / step_s,
+        "gflop_per_step": gflop,
+        "kernel_gflops_per_s": gflop / kernel_s,
+        "step_gflops_per_s": gflop / step_s,
+        "ops": sum(r["count"] for r in rows),
+        "by_kind": by_kind,
+        "rows": rows,
+    }
+
+
 _TASKS = {
     "matmul": task_matmul,
     "train": task_train,
@@ -668,6 +883,7 @@ _TASKS = {
     "pipeline": task_pipeline,
     "scaling": task_scaling,
     "profile": task_profile,
+    "kernels": task_kernels,
 }
 
 
@@ -739,6 +955,8 @@ def plan(
     matmul_reps,
     threads=(0, 0),
     precision="float32",
+    kernels=False,
+    conv_input_grad="",
 ):
     """The list of measurements: (key path in the results, worker spec)."""
     modes = {"both": [False, True], "on": [True], "off": [False]}[xla]
@@ -768,11 +986,20 @@ def plan(
         jobs.append(
             (("scaling",), {"task": "scaling", **sizes, "steps": 3, "warmup": 1})
         )
+    if kernels and not quick:
+        for s in specs:
+            if s.endswith(":runlocal"):
+                continue  # Smoke sizes: overhead-bound, nothing to learn per kernel.
+            for p in precisions:
+                spec = {"task": "kernels", "config": s, "precision": p, **reps}
+                jobs.append((("configs", s, "kernels", p), spec))
     if profile and not quick:
         ref = next((s for s in specs if s.startswith(REFERENCE)), REFERENCE)
         jobs.append((("profile",), {"task": "profile", "config": ref, "steps": 3}))
     for _, spec in jobs:
         spec["intra_op"], spec["inter_op"] = threads
+        if conv_input_grad:
+            spec["conv_input_grad"] = conv_input_grad
     return jobs
 
 
@@ -792,6 +1019,11 @@ def summarise(results: dict) -> None:
     }
     peak = peaks["float32"]
     for spec, r in results.get("configs", {}).items():
+        for p, k in r.get("kernels", {}).items():
+            if peaks.get(p) and "rows" in k:
+                k["kernel_fraction_of_peak"] = k["kernel_gflops_per_s"] / peaks[p]
+                for row in k["rows"]:
+                    row["fraction_of_peak"] = row["gflops_per_s"] / peaks[p]
         train = {k: v for k, v in r.get("train", {}).items() if "error" not in v}
         for v in train.values():
             v.setdefault("precision", "float32")  # Results from before --precision.
@@ -905,6 +1137,9 @@ def format_tables(results: dict) -> str:
             lines.append(
                 f"  {row['type']:32} {row['s_per_step']:8.4f} s {100 * row['fraction']:5.1f}%"
             )
+    for spec, r in results.get("configs", {}).items():
+        for p, k in r.get("kernels", {}).items():
+            lines += _kernel_lines(spec, p, k)
     ref = results.get("reference")
     if ref:
         lines += [
@@ -924,6 +1159,36 @@ def format_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _kernel_lines(spec: str, precision: str, k: dict, top: int = 12) -> list[str]:
+    """The `kernels` measurement of one config as text: totals, per kind, top ops."""
+    if "error" in k:
+        return ["", f"Kernels alone: {spec} ({precision}) ERROR {k['error'][:120]}"]
+    lines = [
+        "",
+        f"Kernels alone: {spec} ({precision}, no XLA): train step {k['step_s']:.3f} s; "
+        f"its {k['ops']} conv/matmul ops run one at a time take "
+        f"{k['kernel_s_per_step']:.3f} s ({100 * k['kernel_fraction_of_step']:.0f}% "
+        f"of the step) at {k['kernel_gflops_per_s']:.1f} GFLOP/s",
+        "  "
+        + " | ".join(
+            f"{kind.replace('_', ' ')} {v['s_per_step']:.3f} s, "
+            f"{v['gflops_per_s']:.1f} GFLOP/s"
+            for kind, v in k["by_kind"].items()
+        ),
+        f"  {'op':24} {'input shapes':40} {'n':>3} {'ms/op':>8} {'GFLOP/s':>8} "
+        f"{'%peak':>6} {'s/step':>7}",
+    ]
+    for row in k["rows"][:top]:
+        shapes = ", ".join("x".join(map(str, sh)) for sh in row["shapes"])
+        frac = row.get("fraction_of_peak")
+        lines.append(
+            f"  {row['type']:24} {shapes:40} {row['count']:3d} "
+            f"{1e3 * row['seconds']:8.3f} {row['gflops_per_s']:8.1f} "
+            f"{_fmt(frac and 100 * frac, '6.1f'):>6} {row['s_per_step']:7.3f}"
+        )
+    return lines
+
+
 def run_benchmark(
     specs=None,
     quick: bool = False,
@@ -937,6 +1202,8 @@ def run_benchmark(
     timeout: int = 1800,
     threads: tuple[int, int] = (0, 0),
     precision: str = "float32",
+    kernels: bool = False,
+    conv_input_grad: str = "",
     log=print,
 ) -> dict:
     """Runs every measurement in its own subprocess; returns the results dict."""
@@ -963,6 +1230,7 @@ def run_benchmark(
             "load_average": os.getloadavg(),
             "intra_op_threads": threads[0],
             "inter_op_threads": threads[1],
+            "conv_input_grad": conv_input_grad or "each config's",
         },
         "configs": {s: {"shape": describe(load(s))} for s in specs},
         "errors": [],
@@ -979,6 +1247,8 @@ def run_benchmark(
         matmul_reps,
         threads,
         precision,
+        kernels,
+        conv_input_grad,
     )
     t0 = time.perf_counter()
     for i, (key, spec) in enumerate(jobs):
@@ -1014,6 +1284,8 @@ def main(argv):
         timeout=_TIMEOUT.value,
         threads=(_INTRA.value, _INTER.value),
         precision=_PRECISION.value,
+        kernels=_KERNELS.value,
+        conv_input_grad=_CONV_INPUT_GRAD.value,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(format_tables(results))

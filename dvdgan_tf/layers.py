@@ -13,6 +13,8 @@
   between frames. With `conditional=False` it is a plain BN with learned gamma,
   beta (G's final BN, as BigGAN). Statistics are synchronised across replicas.
 - `ConvGRU`: the convolutional GRU unrolled once per frame (paper section 3.1).
+- `conv_same`: the stride-1 'SAME' convolution of the SN convs, whose input gradient
+  is a forward convolution with the kernel flipped (`set_conv_input_grad`).
 
 All layers are channels-last and float32 by default; under a mixed-precision
 policy the SN power iteration and BN statistics stay in float32.
@@ -24,6 +26,8 @@ import contextlib
 
 import keras
 import tensorflow as tf
+
+from dvdgan_tf import config_lib
 
 _KERNEL_INIT = ["orthogonal"]  # Paper: orthogonal initialisation (as BigGAN).
 
@@ -49,6 +53,85 @@ def kernel_initializer(name: str):
         yield
     finally:
         _KERNEL_INIT.pop()
+
+
+_CONV_INPUT_GRAD = ["forward"]  # runtime.conv_input_grad, see set_conv_input_grad
+
+
+def set_conv_input_grad(mode: str) -> None:
+    """How `conv_same` and the ConvGRU compute a convolution's input gradient.
+
+    "forward" (the default): as a forward convolution of the output gradient with the
+    kernel flipped in space and C_in, C_out swapped, which is the adjoint of a
+    stride-1 'SAME' convolution with an odd kernel. On the 2-vCPU AVX2-only EPYC
+    oneDNN's forward kernels ran the same arithmetic 1.05-5x faster than its
+    backprop-input kernels (BENCHMARKS.md). "native": TF's Conv2DBackpropInput /
+    Conv3DBackpropInputV2, as autodiff emits them. Same numbers either way (to
+    float rounding); set before the step is traced.
+    """
+    _CONV_INPUT_GRAD[0] = config_lib.check_conv_input_grad(mode)
+
+
+def conv_input_grad(out_grad, kernel, input_shape):
+    """d(sum(out_grad * conv(x, kernel, 'SAME'))) / d x for a stride-1 conv of rank
+    2 or 3 (kernel [k.., C_in, C_out]; input_shape: x's shape, a 1-D tensor)."""
+    rank = kernel.shape.rank - 2
+    if _CONV_INPUT_GRAD[0] == "forward" and all(k % 2 for k in kernel.shape[:rank]):
+        # 'SAME' pads an odd kernel (k-1)/2 on both sides, so the adjoint is the same
+        # convolution with the kernel reversed in space and its channels swapped.
+        spatial = list(range(rank))
+        flipped = tf.reverse(kernel, spatial)  # [k.., C_in, C_out]
+        flipped = tf.transpose(
+            flipped, [*spatial, rank + 1, rank]
+        )  # [k.., C_out, C_in]
+        return tf.nn.convolution(out_grad, flipped, padding="SAME")
+    op = (
+        tf.raw_ops.Conv2DBackpropInput
+        if rank == 2
+        else tf.raw_ops.Conv3DBackpropInputV2
+    )
+    return op(
+        input_sizes=input_shape,
+        filter=kernel,
+        out_backprop=out_grad,
+        strides=[1] * (rank + 2),
+        padding="SAME",
+    )
+
+
+def conv_filter_grad(inputs, out_grad, kernel):
+    """d(sum(out_grad * conv(inputs, kernel, 'SAME'))) / d kernel, stride 1, rank 2
+    or 3: [k.., C_in, C_out]."""
+    rank = kernel.shape.rank - 2
+    op = (
+        tf.raw_ops.Conv2DBackpropFilter
+        if rank == 2
+        else tf.raw_ops.Conv3DBackpropFilterV2
+    )
+    return op(
+        input=inputs,
+        filter_sizes=tf.shape(kernel),
+        out_backprop=out_grad,
+        strides=[1] * (rank + 2),
+        padding="SAME",
+    )
+
+
+@tf.custom_gradient
+def _conv_same_custom(x, kernel):
+    def grad(dy):
+        return conv_input_grad(dy, kernel, tf.shape(x)), conv_filter_grad(x, dy, kernel)
+
+    return tf.nn.convolution(x, kernel, padding="SAME"), grad
+
+
+def conv_same(x, kernel):
+    """tf.nn.convolution(x, kernel, padding='SAME'), stride 1, rank 2 or 3, whose
+    input gradient follows `set_conv_input_grad`: x [N, (T,) H, W, C_in], kernel
+    [k, k(, k), C_in, C_out] -> [N, (T,) H, W, C_out]."""
+    if _CONV_INPUT_GRAD[0] == "native":
+        return tf.nn.convolution(x, kernel, padding="SAME")
+    return _conv_same_custom(x, kernel)
 
 
 def _l2_normalize(x: tf.Tensor, eps: float) -> tf.Tensor:
@@ -245,7 +328,7 @@ class _SNConv(SpectralNorm):
             x = tf.pad(x, pads, mode="REFLECT")  # [N, (T+k-1,) H+k-1, W+k-1, C]
             y = tf.nn.convolution(x, w, padding="VALID")
         else:
-            y = tf.nn.convolution(x, w, padding="SAME")
+            y = conv_same(x, w)
         if self.use_bias:
             y = y + tf.cast(self.bias, x.dtype)
         return y
@@ -413,28 +496,6 @@ class ConditionalBatchNorm(keras.layers.Layer):
         }
 
 
-def _conv_filter_grad(inputs, out_grad, kernel):
-    """d(sum(out_grad * conv2d(inputs, kernel, SAME))) / d kernel: [kh, kw, Ci, Co]."""
-    return tf.raw_ops.Conv2DBackpropFilter(
-        input=inputs,
-        filter_sizes=tf.shape(kernel),
-        out_backprop=out_grad,
-        strides=[1, 1, 1, 1],
-        padding="SAME",
-    )
-
-
-def _conv_input_grad(out_grad, kernel, like):
-    """d(sum(out_grad * conv2d(x, kernel, SAME))) / d x, x shaped as `like`."""
-    return tf.raw_ops.Conv2DBackpropInput(
-        input_sizes=tf.shape(like),
-        filter=kernel,
-        out_backprop=out_grad,
-        strides=[1, 1, 1, 1],
-        padding="SAME",
-    )
-
-
 @tf.custom_gradient
 def gru_recurrence(gx, cx, wg_h, wc_h, h0):
     """The ConvGRU's time loop, given the x-halves of its gates for every frame.
@@ -477,15 +538,16 @@ def gru_recurrence(gx, cx, wg_h, wc_h, h0):
             h_prev, cand = prev[i], cands[i]
             du = dh * (h_prev - cand)
             db = dh * (1.0 - u) * tf.cast(cand > 0, cand.dtype)  # through the ReLU
-            d_rh = _conv_input_grad(db, wc_h, h_prev)  # [B, H, W, k]
+            d_rh = conv_input_grad(db, wc_h, tf.shape(h_prev))  # [B, H, W, k]
             da = tf.concat([d_rh * h_prev, du], -1) * gates[i] * (1.0 - gates[i])
-            dh = dh * u + d_rh * r + _conv_input_grad(da, wg_h, h_prev)  # -> h_{i-1}
+            # -> h_{i-1}
+            dh = dh * u + d_rh * r + conv_input_grad(da, wg_h, tf.shape(h_prev))
             d_gates[i], d_cands[i] = da, db
         d_gx = tf.stack(d_gates, axis=1)  # [B, T, H, W, 2k]
         d_cx = tf.stack(d_cands, axis=1)  # [B, T, H, W, k]
         fold = lambda xs: tf.concat(xs, axis=0)  # noqa: E731  T x [B, ...] -> [T*B, ...]
-        d_wg = _conv_filter_grad(fold(prev), fold(d_gates), wg_h)  # [3, 3, k, 2k]
-        d_wc = _conv_filter_grad(fold(resets), fold(d_cands), wc_h)  # [3, 3, k, k]
+        d_wg = conv_filter_grad(fold(prev), fold(d_gates), wg_h)  # [3, 3, k, 2k]
+        d_wc = conv_filter_grad(fold(resets), fold(d_cands), wc_h)  # [3, 3, k, k]
         return d_gx, d_cx, d_wg, d_wc, dh
 
     return out, grad
@@ -541,8 +603,8 @@ class ConvGRU(keras.layers.Layer):
         bc = tf.cast(self.candidate.bias, x.dtype)
 
         x_flat = tf.reshape(x, [-1, h, w, c_x])  # [B*T, H, W, Cx]: time folded
-        gx = tf.nn.conv2d(x_flat, wg_x, 1, "SAME") + bg  # [B*T, H, W, 2k]
-        cx = tf.nn.conv2d(x_flat, wc_x, 1, "SAME") + bc  # [B*T, H, W, k]
+        gx = conv_same(x_flat, wg_x) + bg  # [B*T, H, W, 2k]
+        cx = conv_same(x_flat, wc_x) + bc  # [B*T, H, W, k]
         gx = tf.reshape(gx, [b, t, h, w, 2 * k])  # [B, T, H, W, 2k]
         cx = tf.reshape(cx, [b, t, h, w, k])  # [B, T, H, W, k]
         state = tf.zeros([b, h, w, k], x.dtype) if h0 is None else tf.cast(h0, x.dtype)

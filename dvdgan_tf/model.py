@@ -155,10 +155,7 @@ class DVDGAN(keras.Model):
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.d_steps = d_steps
-        self.ema_decay = ema_decay
-        self.ema_start = ema_start
-        self.ema_rampup = ema_schedule.rampup
-        self.ema_schedule = ema_schedule
+        self.ema_schedule = ema_schedule  # decay, start, rampup: the one copy
         self.fake_labels = fake_labels
         self.ema_statistics = ema_statistics
         self.g_dt_weight = g_dt_weight

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dvdgan_tf import checkpoints, config_lib, data, runtime
+from dvdgan_tf import checkpoints, config_lib, data, layers, runtime
 from dvdgan_tf.model import DVDGAN
 
 FP_SAMPLE_CLIPS = 12  # DVD-GAN-FP: real clips continued in the sample GIFs.
@@ -253,6 +253,7 @@ def _checkpoint_manager(gan, workdir, config, strategy):
 def build_gan(config, strategy):
     """DVDGAN built and compiled under `strategy` with the resolved XLA setting."""
     precision = runtime.set_precision(config.runtime.mixed_precision)
+    layers.set_conv_input_grad(config.runtime.get("conv_input_grad", "forward"))
     jit = runtime.resolve_jit_compile(config.runtime.jit_compile, strategy)
     with strategy.scope():
         gan = DVDGAN.from_config_dict(config, jit_compile=jit)

@@ -173,3 +173,101 @@ def test_plan_and_summary_with_both_precisions():
     assert any(" bf16 off " in line and "0.5000" in line for line in table.splitlines())
     with pytest.raises(ValueError, match="'fp8'"):
         benchmark.run_benchmark(["reference"], precision="fp8")
+
+
+def test_kernel_groups_run_each_traced_op_alone():
+    n, h, w, c_in, c_out = 2, 6, 6, 3, 4
+    x = tf.random.normal([n, h, w, c_in], seed=1)
+    k1 = tf.Variable(tf.random.normal([3, 3, c_in, c_out], seed=2))
+    k2 = tf.Variable(tf.random.normal([3, 3, c_in, c_out], seed=3))
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.conv2d(x, k1, 1, "SAME")  # [n, h, w, c_out]
+            loss = tf.reduce_sum(y * y) + tf.reduce_sum(tf.nn.conv2d(x, k2, 1, "SAME"))
+        return loss, tape.gradient(loss, [x, k1])
+
+    graph = tf.function(step).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    groups = benchmark.kernel_groups(graph)
+    by_type = {g["type"]: g for g in groups}
+    # Two same-shaped forward convs (and their input gradients) are one group of two
+    # each; k2 needs no gradient.
+    assert sorted(by_type) == ["Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput"]
+    assert len(groups) == 3 and by_type["Conv2D"]["count"] == 2
+    assert by_type["Conv2DBackpropInput"]["count"] == 2
+    assert by_type["Conv2DBackpropFilter"]["count"] == 1
+    total = sum(g["flops"] * g["count"] for g in groups)
+    assert total == benchmark.count_flops(graph)["total"]
+
+    # Each group, run alone on the traced step's own tensors, is the op the step ran.
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.nn.conv2d(x, k1, 1, "SAME")
+    dy = 2 * y  # d loss / d y of the first conv.
+    dx, dk = tape.gradient(y, [x, k1], output_gradients=dy)
+    fn, args = benchmark.kernel_fn(by_type["Conv2D"])
+    assert [args["input"].shape, args["filter"].shape] == [x.shape, k1.shape]
+    got = fn(input=x, filter=k1)
+    assert float(tf.reduce_max(tf.abs(got - y))) < 1e-5
+    fn, args = benchmark.kernel_fn(by_type["Conv2DBackpropFilter"])
+    assert args["filter_sizes"].numpy().tolist() == [3, 3, c_in, c_out]
+    got = fn(input=x, filter_sizes=args["filter_sizes"], out_backprop=dy)
+    assert float(tf.reduce_max(tf.abs(got - dk))) < 1e-4
+    fn, args = benchmark.kernel_fn(by_type["Conv2DBackpropInput"])
+    assert args["input_sizes"].numpy().tolist() == [n, h, w, c_in]
+    got = fn(input_sizes=args["input_sizes"], filter=k1, out_backprop=dy)
+    assert float(tf.reduce_max(tf.abs(got - dx))) < 1e-4
+
+
+@pytest.mark.slow
+def test_kernels_task_times_every_op_of_the_train_step():
+    spec = "reference:runlocal"
+    r = benchmark.task_kernels({"config": spec, "warmup": 1, "steps": 2})
+    from dvdgan_tf.model import DVDGAN
+
+    config = benchmark.load(spec)
+    gan = DVDGAN.from_config_dict(config)
+    step = tf.function(gan.train_step, jit_compile=False)
+    graph = step.get_concrete_function(benchmark._random_batch(config)).graph
+    flops = benchmark.count_flops(graph)
+    # Every counted op of the step is in exactly one timed group.
+    assert r["ops"] == flops["ops_counted"] == sum(row["count"] for row in r["rows"])
+    assert r["gflop_per_step"] * 1e9 == pytest.approx(flops["total"])
+    for row in r["rows"]:
+        assert _positive(row["seconds"]) and 1 <= row["repeats"] <= 200
+        assert row["s_per_step"] == pytest.approx(row["seconds"] * row["count"])
+    assert r["kernel_s_per_step"] == pytest.approx(
+        sum(x["s_per_step"] for x in r["rows"])
+    )
+    kinds = r["by_kind"]
+    assert sum(k["gflop_per_step"] for k in kinds.values()) == pytest.approx(
+        r["gflop_per_step"]
+    )
+    assert set(kinds) <= {"conv_forward", "conv_backprop_input", "conv_backprop_filter",
+                          "matmul"}  # fmt: skip
+    # Summary and table: each op's fraction is of its precision's peak.
+    results = {"matmul_peak": {"gflops": 100.0}, "configs": {spec: {"kernels": {}}}}
+    results["configs"][spec]["kernels"]["float32"] = r
+    benchmark.summarise(results)
+    row = r["rows"][0]
+    assert row["fraction_of_peak"] == pytest.approx(row["gflops_per_s"] / 100.0)
+    table = benchmark.format_tables(results)
+    assert f"Kernels alone: {spec} (float32, no XLA)" in table
+    assert row["type"] in table
+
+
+def test_plan_times_kernels_for_full_size_configs_only():
+    specs = ["reference", "reference:runlocal"]
+    jobs = dict(benchmark.plan(specs, False, "off", 2, 1, False, False, 64, 1,
+                               precision="both", kernels=True))  # fmt: skip
+    kernels = {k: v for k, v in jobs.items() if v["task"] == "kernels"}
+    assert sorted(kernels) == [
+        ("configs", "reference", "kernels", "bfloat16"),
+        ("configs", "reference", "kernels", "float32"),
+    ]
+    assert kernels[("configs", "reference", "kernels", "bfloat16")]["precision"] == (
+        "bfloat16"
+    )
+    quick = benchmark.plan(specs, True, "off", 2, 1, False, False, 64, 1, kernels=True)
+    assert not [s for _, s in quick if s["task"] == "kernels"]

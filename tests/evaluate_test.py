@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dvdgan_tf import evaluation
+from dvdgan_tf import evaluation, schedules
 from dvdgan_tf.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -290,7 +290,7 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
     ema, config, _ = checkpoints.load_ema_generator(run_dir)
     raw, _, _ = checkpoints.load_ema_generator(run_dir)  # stands in for G
     gan = _StubGAN(ema, raw=raw)
-    gan.ema_start, gan.ema_decay, gan.ema_rampup = 1, 0.9, 0.5
+    gan.ema_schedule = schedules.EMADecay(0.9, start=1, rampup=0.5)
     workdir = str(tmp_path / "w")
     os.makedirs(workdir)
     shutil.copy(checkpoints.config_path(run_dir), workdir)
@@ -341,7 +341,7 @@ def test_ema_sweep_callback(run_dir, cache_dir, tmp_path, monkeypatch):
         sweep.SweepCallback(2, workdir, config, decays=(1.0,), clock=time.time)
     with pytest.raises(ValueError, match="needs clock=.*received clock=None"):
         sweep.SweepCallback(2, workdir, config, decays=(0.5,))
-    gan.ema_rampup = 0.0  # a constant 0.9: an extra 0.9 would repeat it
+    gan.ema_schedule = schedules.EMADecay(0.9, start=1)  # an extra 0.9 repeats it
     callback = sweep.SweepCallback(2, workdir, config, decays=(0.9,), clock=time.time)
     callback.set_model(gan)
     with pytest.raises(ValueError, match=r"decays=\(0.9,\) repeats .* \(d0.9,"):

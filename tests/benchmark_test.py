@@ -221,31 +221,36 @@ def test_kernel_groups_run_each_traced_op_alone():
 
 
 @pytest.mark.slow
-def test_kernels_task_times_every_op_of_the_train_step():
+def test_kernels_task_times_every_op_of_the_train_step(monkeypatch):
     spec = "reference:runlocal"
-    r = benchmark.task_kernels({"config": spec, "warmup": 1, "steps": 2})
-    from dvdgan_tf.model import DVDGAN
+    # Timing all ~150 groups takes a minute: the task times the six largest here,
+    # and the wrapper keeps every group of the task's own traced step.
+    seen, all_groups = {}, benchmark.kernel_groups
 
-    config = benchmark.load(spec)
-    gan = DVDGAN.from_config_dict(config)
-    step = tf.function(gan.train_step, jit_compile=False)
-    graph = step.get_concrete_function(benchmark._random_batch(config)).graph
-    flops = benchmark.count_flops(graph)
-    # Every counted op of the step is in exactly one timed group.
-    assert r["ops"] == flops["ops_counted"] == sum(row["count"] for row in r["rows"])
-    assert r["gflop_per_step"] * 1e9 == pytest.approx(flops["total"])
+    def six_largest(graph):
+        seen["groups"], seen["flops"] = all_groups(graph), benchmark.count_flops(graph)
+        return seen["groups"][:6]
+
+    monkeypatch.setattr(benchmark, "kernel_groups", six_largest)
+    r = benchmark.task_kernels({"config": spec, "warmup": 0, "steps": 1})
+    groups, flops = seen["groups"], seen["flops"]
+    # Every counted op of the step is in exactly one group, largest FLOPs first.
+    assert sum(g["count"] for g in groups) == flops["ops_counted"] > 100
+    totals = [g["flops"] * g["count"] for g in groups]
+    assert sum(totals) == flops["total"] and totals == sorted(totals, reverse=True)
+    assert len(r["rows"]) == 6 and r["ops"] == sum(g["count"] for g in groups[:6])
+    assert r["gflop_per_step"] * 1e9 == pytest.approx(sum(totals[:6]))
     for row in r["rows"]:
         assert _positive(row["seconds"]) and 1 <= row["repeats"] <= 200
         assert row["s_per_step"] == pytest.approx(row["seconds"] * row["count"])
     assert r["kernel_s_per_step"] == pytest.approx(
         sum(x["s_per_step"] for x in r["rows"])
     )
+    assert _positive(r["step_s"])
     kinds = r["by_kind"]
     assert sum(k["gflop_per_step"] for k in kinds.values()) == pytest.approx(
         r["gflop_per_step"]
     )
-    assert set(kinds) <= {"conv_forward", "conv_backprop_input", "conv_backprop_filter",
-                          "matmul"}  # fmt: skip
     # Summary and table: each op's fraction is of its precision's peak.
     results = {"matmul_peak": {"gflops": 100.0}, "configs": {spec: {"kernels": {}}}}
     results["configs"][spec]["kernels"]["float32"] = r

@@ -93,6 +93,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 from absl import app, flags
 
@@ -360,6 +361,7 @@ def kernel_groups(graph) -> list[dict]:
     (a backprop op's sizes) and attributes form one group: `count` of them run per
     call of the graph, `flops` each (`op_flops`). Sorted by total FLOPs, largest first.
     """
+    import numpy as np
     import tensorflow as tf
 
     groups: dict[str, dict] = {}
@@ -384,14 +386,13 @@ def kernel_groups(graph) -> list[dict]:
                 # is the shape of the op's own output, static in the traced graph.
                 if op.type not in _BWD_INPUT + _BWD_FILTER:
                     raise ValueError(f"{op.name}: integer input {arg.name} not static")
-                value = tf.constant([int(d) for d in op.outputs[0].shape], t.dtype)
-                value = value.numpy()
+                value = [int(d) for d in op.outputs[0].shape]
             inputs.append(
                 {
                     "name": arg.name,
                     "shape": [int(d) for d in t.shape],
                     "dtype": t.dtype.name,
-                    "value": None if value is None else value.tolist(),
+                    "value": None if value is None else np.asarray(value).tolist(),
                 }
             )
         group = {"type": op.type, "kind": counted[0], "inputs": inputs, "attrs": attrs}
@@ -482,6 +483,8 @@ def task_matmul(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from dvdgan_tf import runtime
+
     n, reps = spec["n"], spec["reps"]
     dtype = spec.get("dtype", "float32")
     a = tf.cast(tf.random.normal([n, n]), dtype)
@@ -510,10 +513,26 @@ def task_matmul(spec: dict) -> dict:
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "cpu_count": os.cpu_count(),
         "tf_version": tf.__version__,
+        "onednn": runtime.onednn_enabled(),
     }
 
 
-def task_train(spec: dict) -> dict:
+class _TracedStep(NamedTuple):
+    config: Any
+    precision: str
+    conv_input_grad: str
+    gan: Any
+    batch: tuple
+    step: Any  # tf.function of gan.train_step, traced once for `batch`
+    graph: Any
+    build_s: float
+    trace_s: float
+
+
+def _traced_step(spec: dict, xla: bool) -> _TracedStep:
+    """The measured train step of spec["config"]: sets the spec's precision (before
+    any layer is built) and conv_input_grad, builds the GAN, makes a random batch
+    and traces `train_step` once for it (the calls that follow reuse the trace)."""
     import tensorflow as tf
 
     from dvdgan_tf import layers, runtime
@@ -521,25 +540,34 @@ def task_train(spec: dict) -> dict:
 
     config = load(spec["config"])
     precision = spec.get("precision", "float32")
-    runtime.set_precision(precision)  # Before any layer is built.
-    layers.set_conv_input_grad(_conv_input_grad(spec, config))
+    conv_input_grad = _conv_input_grad(spec, config)
+    runtime.set_precision(precision)
+    layers.set_conv_input_grad(conv_input_grad)
     t0 = time.perf_counter()
-    gan = DVDGAN.from_config_dict(config, jit_compile=spec["xla"])
+    gan = DVDGAN.from_config_dict(config, jit_compile=xla)
     build_s = time.perf_counter() - t0
     batch = _random_batch(config)
-    step = tf.function(gan.train_step, jit_compile=spec["xla"])
+    step = tf.function(gan.train_step, jit_compile=xla)
     t0 = time.perf_counter()
-    graph = step.get_concrete_function(batch).graph  # traced once, reused below
+    graph = step.get_concrete_function(batch).graph
     trace_s = time.perf_counter() - t0
-    flops = count_flops(graph)
-    r = _time_calls(step, (batch,), spec["warmup"], spec["steps"])
+    return _TracedStep(
+        config, precision, conv_input_grad, gan, batch, step, graph, build_s, trace_s
+    )
+
+
+def task_train(spec: dict) -> dict:
+    s = _traced_step(spec, spec["xla"])
+    config, gan = s.config, s.gan
+    flops = count_flops(s.graph)
+    r = _time_calls(s.step, (s.batch,), spec["warmup"], spec["steps"])
     out = {
         "xla": spec["xla"],
-        "precision": precision,
-        "conv_input_grad": _conv_input_grad(spec, config),
-        "build_s": build_s,
-        "trace_s": trace_s,
-        "compile_s": trace_s + r["first_call_s"],
+        "precision": s.precision,
+        "conv_input_grad": s.conv_input_grad,
+        "build_s": s.build_s,
+        "trace_s": s.trace_s,
+        "compile_s": s.trace_s + r["first_call_s"],
         "step_s": r["median_s"],
         "best_step_s": r["min_s"],
         "step_times_s": r["times_s"],
@@ -744,14 +772,8 @@ def task_profile(spec: dict) -> dict:
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
-    from dvdgan_tf import layers
-    from dvdgan_tf.model import DVDGAN
-
-    config = load(spec["config"])
-    layers.set_conv_input_grad(_conv_input_grad(spec, config))
-    gan = DVDGAN.from_config_dict(config)
-    batch = _random_batch(config)
-    step = tf.function(gan.train_step, jit_compile=False)
+    s = _traced_step(spec, xla=False)
+    step, batch = s.step, s.batch
     for _ in range(2):
         _sync(step(batch))
     with tempfile.TemporaryDirectory() as logdir:
@@ -814,20 +836,10 @@ def task_kernels(spec: dict) -> dict:
     """The train step (no XLA), then each of its conv/matmul kernels run alone."""
     import tensorflow as tf
 
-    from dvdgan_tf import layers, runtime
-    from dvdgan_tf.model import DVDGAN
-
-    config = load(spec["config"])
-    precision = spec.get("precision", "float32")
-    runtime.set_precision(precision)  # Before any layer is built.
-    layers.set_conv_input_grad(_conv_input_grad(spec, config))
-    gan = DVDGAN.from_config_dict(config, jit_compile=False)
-    batch = _random_batch(config)
-    step = tf.function(gan.train_step, jit_compile=False)
-    graph = step.get_concrete_function(batch).graph
-    step_s = _time_calls(step, (batch,), spec["warmup"], spec["steps"])["median_s"]
+    s = _traced_step(spec, xla=False)
+    step_s = _time_calls(s.step, (s.batch,), spec["warmup"], spec["steps"])["median_s"]
     rows = []
-    for group in kernel_groups(graph):
+    for group in kernel_groups(s.graph):
         fn, args = kernel_fn(group)
         # Small ops repeat inside one call (a sequential loop, the op a control
         # dependency of each iteration), so that the call's own overhead (~1 ms) is
@@ -862,8 +874,8 @@ def task_kernels(spec: dict) -> dict:
     gflop = sum(r["gflop"] * r["count"] for r in rows)
     return {
         "config": spec["config"],
-        "precision": precision,
-        "conv_input_grad": _conv_input_grad(spec, config),
+        "precision": s.precision,
+        "conv_input_grad": s.conv_input_grad,
         "xla": False,
         "step_s": step_s,
         "kernel_s_per_step": kernel_s,
@@ -1071,7 +1083,8 @@ def format_tables(results: dict) -> str:
         f"fp32 matmul peak: {_fmt(mm.get('gflops'), '.1f')} GFLOP/s "
         f"({mm.get('n')}x{mm.get('n')}, best of {mm.get('reps')}: tf.matmul "
         f"{_fmt(mm.get('tf_gflops'), '.1f')}, numpy {_fmt(mm.get('numpy_gflops'), '.1f')}; "
-        f"{mm.get('cpu_count')} CPUs, TF {mm.get('tf_version')})"
+        f"{mm.get('cpu_count')} CPUs, TF {mm.get('tf_version')}, oneDNN "
+        f"{ {True: 'on', False: 'off'}.get(mm.get('onednn'), '?') })"
     )
     bf = results.get("matmul_peak_bf16")
     if bf:

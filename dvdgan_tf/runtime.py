@@ -32,6 +32,20 @@ from dvdgan_tf.config_lib import check_precision
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs oneDNN's CPU kernels in this process.
+
+    `import dvdgan_tf` turns them on (TF_ENABLE_ONEDNN_OPTS=1) on x86-64 unless the
+    variable is set or TensorFlow was imported first; TensorFlow itself does so only
+    on CPUs with AVX-512 VNNI / BF16 or AMX. False where TF cannot say (private API).
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - moved in a future TF
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy:
     """Returns the tf.distribute strategy called `name` (one of STRATEGIES)."""
     if name == "default":

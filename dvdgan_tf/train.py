@@ -61,7 +61,10 @@ def main(argv):
     config_lib.validate(config)  # again: command-line overrides come after get_config
     strategy = runtime.get_strategy(_STRATEGY.value, _TPU.value)
     logging.info(
-        "strategy %s with %d replica(s)", _STRATEGY.value, strategy.num_replicas_in_sync
+        "strategy %s with %d replica(s); oneDNN CPU kernels %s",
+        _STRATEGY.value,
+        strategy.num_replicas_in_sync,
+        "on" if runtime.onednn_enabled() else "off",
     )
     verbose = _VERBOSE.value if _VERBOSE.value == "auto" else int(_VERBOSE.value)
     training.train(config, _WORKDIR.value, strategy, verbose=verbose)

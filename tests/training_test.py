@@ -474,6 +474,42 @@ def test_precision_resolution_auto_is_bfloat16_only_on_bf16_cpus(tmp_path):
         runtime.resolve_precision("fp8")
 
 
+def test_import_turns_onednn_on_unless_the_user_or_an_earlier_tf_import_decides():
+    """dvdgan_tf/__init__.py sets TF_ENABLE_ONEDNN_OPTS=1 on x86-64 before TF loads;
+    TF then reports oneDNN on, whatever the CPU. A user's value wins, and after an
+    earlier `import tensorflow` the package leaves the variable alone."""
+    probe = (
+        "import os, sys\n"
+        "{first}\n"
+        "import dvdgan_tf\n"
+        "from dvdgan_tf import runtime\n"
+        "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), dvdgan_tf.ONEDNN_DEFAULTED,"
+        " runtime.onednn_enabled())\n"
+    )
+
+    def run(first="", **env):
+        base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        proc = subprocess.run(
+            [sys.executable, "-c", probe.format(first=first)],
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split()
+
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the default applies to x86-64 only")
+    assert run() == ["1", "True", "True"]
+    assert run(TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False", "False"]
+    # TF already loaded: too late to choose, so the package does not pretend to.
+    out = run(first="import tensorflow")
+    assert out[:2] == ["None", "False"]
+
+
 def test_runlocal_maps_auto_precision_to_float32():
     from dvdgan_tf import config_lib
 

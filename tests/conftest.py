@@ -6,10 +6,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
+import pytest  # noqa: E402
+
 # Before any test module imports TensorFlow: the package's oneDNN default
 # (dvdgan_tf/__init__.py) applies only if it comes first, as it does for its CLIs.
 import dvdgan_tf  # noqa: E402, F401
-import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(

@@ -64,10 +64,11 @@ def set_conv_input_grad(mode: str) -> None:
     "forward" (the default): as a forward convolution of the output gradient with the
     kernel flipped in space and C_in, C_out swapped, which is the adjoint of a
     stride-1 'SAME' convolution with an odd kernel. On the 2-vCPU AVX2-only EPYC
-    oneDNN's forward kernels ran the same arithmetic 1.05-5x faster than its
-    backprop-input kernels (BENCHMARKS.md). "native": TF's Conv2DBackpropInput /
-    Conv3DBackpropInputV2, as autodiff emits them. Same numbers either way (to
-    float rounding); set before the step is traced.
+    Eigen's forward kernels ran the same arithmetic 1.05-5x faster than its
+    backprop-input kernels, and with oneDNN's the reference point's step was 5-7%
+    faster, the default config's the same (BENCHMARKS.md). "native": TF's
+    Conv2DBackpropInput / Conv3DBackpropInputV2, as autodiff emits them. Same
+    numbers either way (to float rounding); set before the step is traced.
     """
     _CONV_INPUT_GRAD[0] = config_lib.check_conv_input_grad(mode)
 

@@ -252,8 +252,8 @@ T, R = 8, 32
 
 @pytest.fixture(scope="module")
 def trained():
-    # Reduced training set: ~1 min on 2 CPU cores. The shipped command trains on
-    # 4800 clips x 8 epochs.
+    # Reduced training set: ~2 min on 2 CPU cores (oneDNN on). The shipped command
+    # trains on 4800 clips x 8 epochs.
     model, report = classifier.train_classifier(
         T, R, num_train=2400, num_test=600, epochs=6, seed=0
     )

@@ -25,9 +25,9 @@ measurement's own, XLA caches never leak between runs, and one failure is record
   AVX2-only AMD EPYC `tf.matmul` reached 90 GFLOP/s, numpy 189 and 3x3
   convolutions 144-156 (Eigen's: TF had left oneDNN off), so `tf.matmul` alone
   understated the peak and the train steps came out at >100% of it (BENCHMARKS.md).
-  Whether oneDNN was on is recorded (`onednn`) and printed with the peak. With `--precision=bfloat16|both`
-  also a bfloat16 one (`matmul_peak_bf16`), the peak that bfloat16 train steps are a
-  fraction of.
+  Whether oneDNN was on is recorded (`onednn`) and printed with the peak. With
+  `--precision=bfloat16|both` also a bfloat16 one (`matmul_peak_bf16`), the peak
+  that bfloat16 train steps are a fraction of.
 - precision (`--precision`): the train step under Keras's float32 policy (results
   keyed `xla_off` / `xla_on`) and/or its `mixed_bfloat16` one, as
   `runtime.mixed_precision="bfloat16"` trains (float32 variables, bfloat16
@@ -1080,12 +1080,12 @@ def _fmt(v, spec=".3g") -> str:
 def format_tables(results: dict) -> str:
     lines = []
     mm = results.get("matmul_peak", {})
+    onednn = {True: "on", False: "off"}.get(mm.get("onednn"), "?")
     lines.append(
         f"fp32 matmul peak: {_fmt(mm.get('gflops'), '.1f')} GFLOP/s "
         f"({mm.get('n')}x{mm.get('n')}, best of {mm.get('reps')}: tf.matmul "
         f"{_fmt(mm.get('tf_gflops'), '.1f')}, numpy {_fmt(mm.get('numpy_gflops'), '.1f')}; "
-        f"{mm.get('cpu_count')} CPUs, TF {mm.get('tf_version')}, oneDNN "
-        f"{ {True: 'on', False: 'off'}.get(mm.get('onednn'), '?') })"
+        f"{mm.get('cpu_count')} CPUs, TF {mm.get('tf_version')}, oneDNN {onednn})"
     )
     bf = results.get("matmul_peak_bf16")
     if bf:

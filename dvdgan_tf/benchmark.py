@@ -362,7 +362,6 @@ def kernel_groups(graph) -> list[dict]:
     (a backprop op's sizes) and attributes form one group: `count` of them run per
     call of the graph, `flops` each (`op_flops`). Sorted by total FLOPs, largest first.
     """
-    import numpy as np
     import tensorflow as tf
 
     groups: dict[str, dict] = {}
@@ -382,7 +381,9 @@ def kernel_groups(graph) -> list[dict]:
         inputs = []
         for arg, t in zip(op.op_def.input_arg, op.inputs):
             value = tf.get_static_value(t) if t.dtype.is_integer else None
-            if t.dtype.is_integer and value is None:
+            if value is not None:
+                value = value.tolist()  # an ndarray or a numpy scalar
+            elif t.dtype.is_integer:
                 # A backprop op's sizes input, computed at run time (a Shape op): it
                 # is the shape of the op's own output, static in the traced graph.
                 if op.type not in _BWD_INPUT + _BWD_FILTER:
@@ -393,7 +394,7 @@ def kernel_groups(graph) -> list[dict]:
                     "name": arg.name,
                     "shape": [int(d) for d in t.shape],
                     "dtype": t.dtype.name,
-                    "value": None if value is None else np.asarray(value).tolist(),
+                    "value": value,
                 }
             )
         group = {"type": op.type, "kind": counted[0], "inputs": inputs, "attrs": attrs}

@@ -251,6 +251,8 @@ def test_kernels_task_times_every_op_of_the_train_step(monkeypatch):
     assert sum(k["gflop_per_step"] for k in kinds.values()) == pytest.approx(
         r["gflop_per_step"]
     )
+    assert set(kinds) <= {"conv_forward", "conv_backprop_input", "conv_backprop_filter",
+                          "matmul"}  # fmt: skip
     # Summary and table: each op's fraction is of its precision's peak.
     results = {"matmul_peak": {"gflops": 100.0}, "configs": {spec: {"kernels": {}}}}
     results["configs"][spec]["kernels"]["float32"] = r

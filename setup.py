@@ -41,7 +41,7 @@ setuptools.setup(
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         "tpu": [f"tensorflow=={TF_VERSION}"],
         "test": [
-            "pytest==9.2.0",
+            "pytest==9.1.1",  # 9.2 breaks pytest-xdist 3.8's --dist=loadgroup (#1386)
             "pytest-xdist==3.8.0",
             "ruff==0.17.6",
             "nbclient==0.11.0",

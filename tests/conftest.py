@@ -1,4 +1,5 @@
-"""Shared test set-up: quiet TF logs, tiny configs, XLA compiles at LLVM -O0.
+"""Shared test set-up: quiet TF logs, tiny configs, XLA compiles at LLVM -O0, long
+tests first.
 
 XLA_FLAGS gets --xla_backend_optimization_level=0 (unless the variable already
 sets the level), also for the processes that tests start: the same HLO and
@@ -29,6 +30,43 @@ CONFIGS = sorted(
     for f in os.listdir(os.path.join(REPO, "configs"))
     if f.endswith(".py") and not f.startswith("_")
 )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Long work first, then a check that --dist=loadgroup took effect.
+
+    The tests marked slow (subprocess training, XLA compiles) and those sharing a
+    costly module fixture (marked xdist_group: a tiny trained run, the built-in
+    classifier) lead the queue, in file order within each part (a stable sort):
+    under -n 2 the last minutes are then short tests on both workers, not one long
+    test on one.
+
+    --dist=loadgroup (pyproject.toml) sends each xdist_group to one worker, so
+    that its module fixture is built once; pytest-xdist 3.8 groups by rewriting
+    node ids, which pytest 9.2 ignores (pytest-xdist#1386; setup.py pins 9.1.1).
+    Should that recur, a warning says so rather than the suite silently slowing.
+    """
+    long_work = {"slow", "xdist_group"}
+    items.sort(key=lambda item: not long_work & {m.name for m in item.iter_markers()})
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    lost = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:
+        import warnings
+
+        warnings.warn(
+            pytest.PytestWarning(
+                f"--dist=loadgroup did not group {len(lost)} tests marked "
+                f"xdist_group (e.g. {lost[0]}): their module fixtures are built "
+                "once per worker"
+            ),
+            stacklevel=1,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -250,6 +250,11 @@ def test_ucf101_value_range_and_saved_model_dir(tmp_path):
 T, R = 8, 32
 
 
+# The tests of the trained classifier on one pytest-xdist worker (--dist=loadgroup,
+# pyproject.toml), so that it is trained once.
+CLASSIFIER_GROUP = pytest.mark.xdist_group("builtin_classifier")
+
+
 @pytest.fixture(scope="module")
 def trained():
     # Reduced training set: ~2 min on 2 CPU cores (oneDNN on). The shipped command
@@ -267,11 +272,13 @@ def real_sets():
     return real, heldout
 
 
+@CLASSIFIER_GROUP
 def test_classifier_heldout_accuracy(trained):
     _, report = trained
     assert report["test_accuracy"] >= 0.9, report
 
 
+@CLASSIFIER_GROUP
 def test_builtin_metrics_real_vs_noise(trained, real_sets):
     model, _ = trained
     (real_v, real_y), (held_v, held_y) = real_sets
@@ -352,6 +359,7 @@ def test_class_breakdown_hand_computed():
         classifier.class_breakdown([0, 1, 2], [0, 1])
 
 
+@CLASSIFIER_GROUP
 def test_builtin_metrics_rejects_wrong_shape(trained, real_sets):
     model, _ = trained
     (real_v, real_y), _ = real_sets
@@ -360,6 +368,7 @@ def test_builtin_metrics_rejects_wrong_shape(trained, real_sets):
         metrics(np.zeros((4, T, 16, 16, 3), np.float32), np.zeros(4))
 
 
+@CLASSIFIER_GROUP
 def test_cache_path_save_and_load(trained, tmp_path, monkeypatch):
     model, report = trained
     monkeypatch.setenv("DVDGAN_TF_CACHE", str(tmp_path))

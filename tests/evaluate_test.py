@@ -23,6 +23,10 @@ import tensorflow as tf
 from dvdgan_tf import evaluation, schedules
 from dvdgan_tf.data import synthetic
 
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
+# its module fixtures then train their tiny run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("evaluate_run")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, R = 4, 16  # The runlocal config's frames and resolution.
 BUILTIN_KEYS = {

@@ -25,6 +25,10 @@ from conftest import run_export_client
 
 from dvdgan_tf import checkpoints, config_lib, export, training
 
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
+# its module fixtures then train their tiny run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("export_run")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B, T, R, Z_DIM, K = 3, 4, 16, 8, 12  # runlocal sizes
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}

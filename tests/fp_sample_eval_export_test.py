@@ -39,6 +39,10 @@ from dvdgan_tf import (
 )
 from dvdgan_tf.data.synthetic import CLASS_NAMES
 
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
+# its module fixtures then train their tiny run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("fp_run")
+
 FP_TINY = os.path.join(REPO, "configs/synthetic_actions_fp_cpu.py:runlocal")
 C, T, R, K = 2, 4, 16, 12  # runlocal sizes
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}

@@ -20,6 +20,10 @@ import scipy.stats
 from dvdgan_tf import sampling
 from dvdgan_tf.data import synthetic
 
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
+# its module fixtures then train their tiny run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("sample_run")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, R = 4, 16  # The runlocal config's frames and resolution.
 

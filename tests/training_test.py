@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO
-from google.protobuf import text_format
 
 from dvdgan_tf import checkpoints, losses, runtime, training
 from dvdgan_tf.model import DVDGAN
@@ -338,55 +337,10 @@ def test_lr_tail_decay_is_constant_then_linear_and_validated():
             config_lib.validate(bad)
 
 
-def test_learning_rates_follow_the_config_through_fit_and_resume(tiny_config, tmp_path):
-    """The rates of each step come from the config's schedule (logged as g_lr,
-    d_lr), also after a resume: Keras keeps a float rate in a variable that the
-    checkpoint restores, so a run resumed with --config.train.g_lr=0 used to train
-    G on at the old rate. Here G resumed at rate 0 does not move while D does."""
-    from dvdgan_tf import checkpoints as ckpts
-
-    with tiny_config.unlocked():
-        tiny_config.train.g_lr, tiny_config.train.d_lr = 1e-3, 2e-3
-        tiny_config.train.lr_decay_steps, tiny_config.train.lr_final_fraction = 2, 0.5
-    gan = DVDGAN.from_config_dict(tiny_config)  # num_steps 4: steps 2, 3 decay
-    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=4, verbose=0)
-    np.testing.assert_allclose(h.history["g_lr"], [1e-3, 1e-3, 1e-3, 7.5e-4], 1e-6)
-    np.testing.assert_allclose(h.history["d_lr"], [2e-3, 2e-3, 2e-3, 1.5e-3], 1e-6)
-
-    workdir = str(tmp_path / "wd")
-    first = tiny_config.copy_and_resolve_references()
-    first.train.lr_decay_steps = 0
-    _train_in_process(first, workdir, num_steps=2, checkpoint_every=2)
-    again = first.copy_and_resolve_references()
-    again.train.g_lr = 0.0
-    again.train.num_steps = 4
-    ckpt_path = tf.train.latest_checkpoint(ckpts.checkpoint_dir(workdir))
-    saved = DVDGAN.from_config_dict(again)
-    ckpts.make_checkpoint(saved).restore(ckpt_path).assert_existing_objects_matched()
-    assert float(saved.g_optimizer.learning_rate) == pytest.approx(1e-3)  # the trap
-    resumed = training.train(again, workdir, verbose=0)
-    assert int(resumed.g_optimizer.iterations) == 4
-    assert float(resumed.g_optimizer.learning_rate) == 0.0
-    for before, after in zip(
-        _snapshot(saved.generator), _snapshot(resumed.generator), strict=True
-    ):
-        np.testing.assert_array_equal(before, after)
-    moved = [
-        not np.array_equal(a, b)
-        for a, b in zip(
-            _snapshot(saved.spatial_discriminator),
-            _snapshot(resumed.spatial_discriminator),
-            strict=True,
-        )
-    ]
-    assert any(moved)
-
-
 def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):
     with tiny_config.unlocked():
         tiny_config.train.ema_start = 1
         tiny_config.train.ema_decay = 0.5
-        tiny_config.train.d_steps = 1
     gan = DVDGAN.from_config_dict(tiny_config)
     ds = _random_dataset(tiny_config)
     gan.fit(
@@ -421,8 +375,6 @@ def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):
 @pytest.mark.slow
 def test_xla_train_step_on_one_device(tiny_config):
     """The single-device setting: the whole step compiled with jit_compile=True."""
-    with tiny_config.unlocked():
-        tiny_config.train.d_steps = 1
     gan = DVDGAN.from_config_dict(tiny_config, jit_compile=True)
     g0 = _snapshot(gan.generator)
     history = gan.fit(
@@ -748,117 +700,176 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     assert all(np.all(np.isfinite(np.asarray(w.value))) for w in g.weights)
 
 
-def test_resume_with_a_different_architecture_is_refused(tiny_config, tmp_path):
+# Its users on one pytest-xdist worker (--dist=loadgroup, pyproject.toml), so that
+# it is trained once.
+TRAINED_RUN_GROUP = pytest.mark.xdist_group("trained_run")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """(workdir, config) of a tiny run trained once in-process: 5 steps, checkpoints
+    every 2 (kept: 2, 4 and 5, where it ended), EMA samples every 2. Read-only: the
+    tests below copy it (`_copy_run`) instead of each training its own (a train
+    step costs ~20 s to build on 2 cores, running it ~0.05 s)."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(TINY)
+    with config.unlocked():
+        config.train.num_steps = 5
+        config.train.checkpoint_every = 2
+        config.train.keep_checkpoints = 5
+        config.train.sample_every = 2
+    workdir = str(tmp_path_factory.mktemp("trained_run") / "wd")
+    training.train(config, workdir, verbose=0)
+    return workdir, config
+
+
+def _copy_run(trained_run, tmp_path):
+    """A private copy of the shared run's workdir and an unlocked copy of its config."""
+    import shutil
+
     workdir = str(tmp_path / "wd")
-    _train_in_process(tiny_config, workdir, num_steps=2, checkpoint_every=2)
-    other = tiny_config.copy_and_resolve_references()
-    with other.unlocked():
-        other.model.g_ch = tiny_config.model.g_ch * 2
+    shutil.copytree(trained_run[0], workdir)
+    return workdir, trained_run[1].copy_and_resolve_references()
+
+
+def _checkpoint_steps(workdir):
+    state = tf.train.get_checkpoint_state(checkpoints.checkpoint_dir(workdir))
+    return [checkpoints.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
+
+
+@TRAINED_RUN_GROUP
+def test_learning_rates_follow_the_config_through_fit_and_resume(
+    tiny_config, trained_run, tmp_path
+):
+    """The rates of each step come from the config's schedule (logged as g_lr,
+    d_lr), also after a resume: Keras keeps a float rate in a variable that the
+    checkpoint restores, so a run resumed with --config.train.g_lr=0 used to train
+    G on at the old rate. Here G resumed at rate 0 does not move while D does."""
+    from dvdgan_tf import checkpoints as ckpts
+
+    with tiny_config.unlocked():
+        tiny_config.train.g_lr, tiny_config.train.d_lr = 1e-3, 2e-3
+        tiny_config.train.lr_decay_steps, tiny_config.train.lr_final_fraction = 2, 0.5
+    gan = DVDGAN.from_config_dict(tiny_config)  # num_steps 4: steps 2, 3 decay
+    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=4, verbose=0)
+    np.testing.assert_allclose(h.history["g_lr"], [1e-3, 1e-3, 1e-3, 7.5e-4], 1e-6)
+    np.testing.assert_allclose(h.history["d_lr"], [2e-3, 2e-3, 2e-3, 1.5e-3], 1e-6)
+
+    workdir, again = _copy_run(trained_run, tmp_path)  # G and D at 4e-4, 5 steps
+    again.train.g_lr = 0.0
+    again.train.num_steps = 7
+    ckpt_path = tf.train.latest_checkpoint(ckpts.checkpoint_dir(workdir))
+    saved = DVDGAN.from_config_dict(again)
+    ckpts.make_checkpoint(saved).restore(ckpt_path).assert_existing_objects_matched()
+    assert float(saved.g_optimizer.learning_rate) == pytest.approx(
+        trained_run[1].train.g_lr
+    )  # the trap
+    resumed = training.train(again, workdir, verbose=0)
+    assert int(resumed.g_optimizer.iterations) == 7
+    assert float(resumed.g_optimizer.learning_rate) == 0.0
+    for before, after in zip(
+        _snapshot(saved.generator), _snapshot(resumed.generator), strict=True
+    ):
+        np.testing.assert_array_equal(before, after)
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            _snapshot(saved.spatial_discriminator),
+            _snapshot(resumed.spatial_discriminator),
+            strict=True,
+        )
+    ]
+    assert any(moved)
+
+
+@TRAINED_RUN_GROUP
+def test_train_writes_workdir_layout(trained_run, tmp_path):
+    workdir, config = _copy_run(trained_run, tmp_path)
+    assert checkpoints.load_class_names(workdir)[0] == "square_left"
+    assert sorted(os.listdir(os.path.join(workdir, "samples")))[0].startswith("step_")
+    assert os.listdir(os.path.join(workdir, "tb"))
+    assert _checkpoint_steps(workdir) == [2, 4, 5]  # every 2, and where the run ended
+    saved = checkpoints.load_workdir_config(workdir)
+    assert checkpoints.resume_differences(saved, config) == []
+    # The run's training clock is saved with each checkpoint and continues on resume.
+    with open(checkpoints.run_time_path(workdir)) as f:
+        first = json.load(f)
+    assert first["step"] == 5 and first["run_seconds"] > 0
+    assert checkpoints.load_run_seconds(workdir) == first["run_seconds"]
+    config.train.num_steps = 6
+    training.train(config, workdir, verbose=0)
+    assert checkpoints.load_run_seconds(workdir) > first["run_seconds"]
+    with open(checkpoints.run_time_path(workdir)) as f:
+        assert json.load(f)["step"] == 6
+    assert _checkpoint_steps(workdir) == [2, 4, 5, 6]
+
+
+@TRAINED_RUN_GROUP
+def test_resume_with_a_different_architecture_is_refused(trained_run, tmp_path):
+    workdir, config = _copy_run(trained_run, tmp_path)
+    config.model.g_ch = trained_run[1].model.g_ch * 2
     with pytest.raises(ValueError, match=r"model\.g_ch: saved 4 vs now 8"):
-        training.train(other, workdir, verbose=0)
-    # The refused run touched nothing: the checkpoint and config are intact.
-    assert checkpoints.load_workdir_config(workdir).model.g_ch == tiny_config.model.g_ch
-    assert tf.train.latest_checkpoint(checkpoints.checkpoint_dir(workdir)).endswith(
-        "ckpt-2"
-    )
+        training.train(config, workdir, verbose=0)
+    # The refused run touched nothing: the checkpoints and config are intact.
+    assert checkpoints.load_workdir_config(workdir).model.g_ch == 4
+    assert _checkpoint_steps(workdir) == [2, 4, 5]
 
 
-def test_resume_that_would_delete_checkpoints_is_refused(tiny_config, tmp_path):
-    workdir = str(tmp_path / "wd")
-    first = tiny_config.copy_and_resolve_references()
-    with first.unlocked():
-        first.train.keep_checkpoints = 5
-    _train_in_process(first, workdir, num_steps=4, checkpoint_every=1)
+@TRAINED_RUN_GROUP
+def test_resume_that_would_delete_checkpoints_is_refused(trained_run, tmp_path):
+    workdir, again = _copy_run(trained_run, tmp_path)  # saved with keep_checkpoints=5
     ckpt_dir = checkpoints.checkpoint_dir(workdir)
     before = sorted(os.listdir(ckpt_dir))
-    # The same run resumed without its keep_checkpoints override (default 3) would
-    # delete ckpt-1 at its first save: refused, naming the value and the fix.
-    again = first.copy_and_resolve_references()
-    with again.unlocked():
-        again.train.keep_checkpoints = 3
-        again.train.num_steps = 6
-    with pytest.raises(
-        ValueError,
-        match=r"keep_checkpoints=3 would delete 1 of the run's 4 checkpoints "
-        r"\(ckpt-1\); pass --config.train.keep_checkpoints=4",
-    ):
-        training.train(again, workdir, verbose=0)
-    assert sorted(os.listdir(ckpt_dir)) == before
-    assert checkpoints.load_workdir_config(workdir).train.keep_checkpoints == 5
-    # Other changed settings are allowed and listed.
-    with again.unlocked():
-        again.train.keep_checkpoints = 4
-    saved = checkpoints.load_workdir_config(workdir)
-    assert checkpoints.resume_differences(saved, again) == [
-        "train.keep_checkpoints: saved 5 vs now 4",
-        "train.num_steps: saved 4 vs now 6",
-    ]
-    assert checkpoints.resume_differences(saved, first) == []
-
-
-def test_resume_after_a_kill_inside_a_save_is_not_refused(tiny_config, tmp_path):
-    # CheckpointManager records a new checkpoint before it deletes the oldest and
-    # records again, so a run killed in between lists keep_checkpoints + 1. The
-    # same command must resume (and finish that deletion); a smaller keep still
-    # refuses, counting only the checkpoints the run meant to keep.
-    workdir = str(tmp_path / "wd")
-    _train_in_process(tiny_config, workdir, num_steps=4, checkpoint_every=1)
-    ckpt_dir = checkpoints.checkpoint_dir(workdir)
-    state = tf.train.get_checkpoint_state(ckpt_dir)
-    kept = list(state.all_model_checkpoint_paths)
-    assert [checkpoints.checkpoint_step(p) for p in kept] == [2, 3, 4]
-    # The state file as the kill leaves it: ckpt-1 listed (with its timestamp,
-    # which the manager needs to track it), its files already deleted.
-    state.all_model_checkpoint_paths.insert(0, os.path.join(ckpt_dir, "ckpt-1"))
-    state.all_model_checkpoint_timestamps.insert(
-        0, state.all_model_checkpoint_timestamps[0] - 1.0
-    )
-    with open(os.path.join(ckpt_dir, "checkpoint"), "w") as f:
-        f.write(text_format.MessageToString(state))
-    smaller = tiny_config.copy_and_resolve_references()
-    with smaller.unlocked():
-        smaller.train.keep_checkpoints = 2
+    # The same run resumed with keep_checkpoints=2 (say, its override left off the
+    # command line) would delete ckpt-2 at its first save: refused, naming the value
+    # and the fix.
+    again.train.keep_checkpoints = 2
+    again.train.num_steps = 7
     with pytest.raises(
         ValueError,
         match=r"keep_checkpoints=2 would delete 1 of the run's 3 checkpoints "
         r"\(ckpt-2\); pass --config.train.keep_checkpoints=3",
     ):
-        _train_in_process(smaller, workdir, num_steps=5, checkpoint_every=1)
-    _train_in_process(tiny_config, workdir, num_steps=5, checkpoint_every=1)
-    steps = [
-        checkpoints.checkpoint_step(p)
-        for p in tf.train.get_checkpoint_state(ckpt_dir).all_model_checkpoint_paths
+        training.train(again, workdir, verbose=0)
+    assert sorted(os.listdir(ckpt_dir)) == before
+    assert checkpoints.load_workdir_config(workdir).train.keep_checkpoints == 5
+    # Other changed settings are allowed and listed.
+    again.train.keep_checkpoints = 3
+    saved = checkpoints.load_workdir_config(workdir)
+    assert checkpoints.resume_differences(saved, again) == [
+        "train.keep_checkpoints: saved 5 vs now 3",
+        "train.num_steps: saved 5 vs now 7",
     ]
-    assert steps == [3, 4, 5]
 
 
-def test_train_writes_workdir_layout(tiny_config, tmp_path):
-    workdir = str(tmp_path / "wd")
-    _train_in_process(
-        tiny_config, workdir, num_steps=3, checkpoint_every=2, sample_every=2
-    )
-    assert checkpoints.load_class_names(workdir)[
-        0
-    ] == "square_left" or checkpoints.load_class_names(workdir)
-    assert sorted(os.listdir(os.path.join(workdir, "samples")))[0].startswith("step_")
-    assert os.listdir(os.path.join(workdir, "tb"))
-    steps = sorted(
-        checkpoints.checkpoint_step(p)
-        for p in tf.train.get_checkpoint_state(
-            checkpoints.checkpoint_dir(workdir)
-        ).all_model_checkpoint_paths
-    )
-    assert steps == [2, 3]  # every 2 steps, and where the run ended
-    # The run's training clock is saved with each checkpoint and continues on resume.
-    with open(checkpoints.run_time_path(workdir)) as f:
-        first = json.load(f)
-    assert first["step"] == 3 and first["run_seconds"] > 0
-    assert checkpoints.load_run_seconds(workdir) == first["run_seconds"]
-    _train_in_process(tiny_config, workdir, num_steps=4)
-    resumed = checkpoints.load_run_seconds(workdir)
-    assert resumed > first["run_seconds"]
-    with open(checkpoints.run_time_path(workdir)) as f:
-        assert json.load(f)["step"] == 4
+@TRAINED_RUN_GROUP
+def test_resume_after_a_kill_inside_a_save_is_not_refused(trained_run, tmp_path):
+    # CheckpointManager records a new checkpoint before it deletes the oldest and
+    # records again, so a run killed in between lists keep_checkpoints + 1. The
+    # same command must resume (and finish that deletion); a smaller keep still
+    # refuses, counting only the checkpoints the run meant to keep.
+    workdir, config = _copy_run(trained_run, tmp_path)
+    ckpt_dir = checkpoints.checkpoint_dir(workdir)
+    # The workdir as a run with keep_checkpoints=2 leaves it when killed inside its
+    # save of ckpt-5: ckpt-2, 4, 5 listed (keep + 1), ckpt-2's files already deleted.
+    config.train.keep_checkpoints = 2
+    checkpoints.write_workdir_config(workdir, config)
+    for name in os.listdir(ckpt_dir):
+        if name.startswith("ckpt-2."):
+            os.remove(os.path.join(ckpt_dir, name))
+    assert _checkpoint_steps(workdir) == [2, 4, 5]
+    smaller = config.copy_and_resolve_references()
+    smaller.train.keep_checkpoints = 1
+    with pytest.raises(
+        ValueError,
+        match=r"keep_checkpoints=1 would delete 1 of the run's 2 checkpoints "
+        r"\(ckpt-4\); pass --config.train.keep_checkpoints=2",
+    ):
+        training.train(smaller, workdir, verbose=0)
+    config.train.num_steps = 6  # the same command, resumed (ckpt-6: the run's end)
+    training.train(config, workdir, verbose=0)
+    assert _checkpoint_steps(workdir) == [5, 6]
 
 
 def test_train_help_lists_every_flag():
@@ -883,7 +894,6 @@ def test_mixed_bfloat16_trains_with_float32_weights_and_output(tiny_config):
 
     with tiny_config.unlocked():
         tiny_config.runtime.mixed_precision = "bfloat16"
-        tiny_config.train.d_steps = 1
     try:
         runtime.set_precision(tiny_config.runtime.mixed_precision)
         gan = DVDGAN.from_config_dict(tiny_config)

@@ -16,6 +16,7 @@ from dvdgan_tf import config_lib, runtime, training  # noqa: E402
 def main():
     spec, workdir, out = sys.argv[1:4]
     config = config_lib.load_config(spec)
+    config.train.d_steps = 2  # the paper's two D steps, each split over the workers
     strategy = runtime.get_strategy("multi_worker")
     gan = training.train(config, workdir, strategy, verbose=0)
     weights = {

@@ -4,6 +4,7 @@ config mismatch, the train CLI."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -726,8 +727,6 @@ def trained_run(tmp_path_factory):
 
 def _copy_run(trained_run, tmp_path):
     """A private copy of the shared run's workdir and an unlocked copy of its config."""
-    import shutil
-
     workdir = str(tmp_path / "wd")
     shutil.copytree(trained_run[0], workdir)
     return workdir, trained_run[1].copy_and_resolve_references()
@@ -746,8 +745,6 @@ def test_learning_rates_follow_the_config_through_fit_and_resume(
     d_lr), also after a resume: Keras keeps a float rate in a variable that the
     checkpoint restores, so a run resumed with --config.train.g_lr=0 used to train
     G on at the old rate. Here G resumed at rate 0 does not move while D does."""
-    from dvdgan_tf import checkpoints as ckpts
-
     with tiny_config.unlocked():
         tiny_config.train.g_lr, tiny_config.train.d_lr = 1e-3, 2e-3
         tiny_config.train.lr_decay_steps, tiny_config.train.lr_final_fraction = 2, 0.5
@@ -759,9 +756,10 @@ def test_learning_rates_follow_the_config_through_fit_and_resume(
     workdir, again = _copy_run(trained_run, tmp_path)  # G and D at 4e-4, 5 steps
     again.train.g_lr = 0.0
     again.train.num_steps = 7
-    ckpt_path = tf.train.latest_checkpoint(ckpts.checkpoint_dir(workdir))
+    ckpt_path = tf.train.latest_checkpoint(checkpoints.checkpoint_dir(workdir))
     saved = DVDGAN.from_config_dict(again)
-    ckpts.make_checkpoint(saved).restore(ckpt_path).assert_existing_objects_matched()
+    restored = checkpoints.make_checkpoint(saved).restore(ckpt_path)
+    restored.assert_existing_objects_matched()
     assert float(saved.g_optimizer.learning_rate) == pytest.approx(
         trained_run[1].train.g_lr
     )  # the trap

@@ -1,7 +1,7 @@
 """Tests of dvdgan_tf.evaluation and the `python -m dvdgan_tf.evaluate` command.
 
-A tiny run (runlocal: 16x16, 4 frames, 4 steps, no XLA) is trained once per
-module in-process. The built-in classifier for 4 x 16 x 16 is trained once on a
+A tiny run (runlocal: 16x16, 4 frames, 4 steps, no XLA; conftest's `tiny_run`,
+copied) is evaluated. The built-in classifier for 4 x 16 x 16 is trained once on a
 small set into a temporary $DVDGAN_TF_CACHE (its accuracy does not matter here:
 these tests check plumbing, `tests/eval_test.py` checks the metric). FVD runs
 with a stand-in I3D of the TF-Hub module's call signature.
@@ -19,13 +19,14 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import copy_run
 
 from dvdgan_tf import evaluation, schedules
 from dvdgan_tf.data import synthetic
 
-# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
-# its module fixtures then train their tiny run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("evaluate_run")
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml),
+# with the other modules that use conftest's tiny_run: it is then trained once.
+pytestmark = pytest.mark.xdist_group("tiny_run")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, R = 4, 16  # The runlocal config's frames and resolution.
@@ -73,12 +74,8 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from dvdgan_tf import training
-
-    workdir = str(tmp_path_factory.mktemp("run"))
-    training.train(_config(), workdir, verbose=0)
-    return workdir
+def run_dir(tiny_run, tmp_path_factory):
+    return copy_run(tiny_run, tmp_path_factory.mktemp("run"))
 
 
 def _read_scalars(logdir: str) -> dict:

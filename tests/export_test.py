@@ -1,7 +1,7 @@
 """Tests of dvdgan_tf.export: the SavedModel TF Serving loads.
 
-A tiny run (runlocal: 16x16, 4 frames, 12 classes, z_dim 8) is trained once per
-module and exported with the `python -m dvdgan_tf.export` command. The export is
+A tiny run (runlocal: 16x16, 4 frames, 12 classes, z_dim 8; conftest's `tiny_run`) is
+exported with the `python -m dvdgan_tf.export` command. The export is
 then loaded the ways a server would: `tf.saved_model.load` in a fresh Python
 process (no Keras objects, no dvdgan_tf state), and the C++ loader through
 `saved_model_cli run` (the path TF Serving takes; it fails with "Could not find
@@ -21,13 +21,13 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_export_client
+from conftest import copy_run, run_export_client
 
-from dvdgan_tf import checkpoints, config_lib, export, training
+from dvdgan_tf import checkpoints, export, training
 
-# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
-# its module fixtures then train their tiny run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("export_run")
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml),
+# with the other modules that use conftest's tiny_run: it is then trained once.
+pytestmark = pytest.mark.xdist_group("tiny_run")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B, T, R, Z_DIM, K = 3, 4, 16, 8, 12  # runlocal sizes
@@ -35,16 +35,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tiny_run, tmp_path_factory):
     """(workdir, export path) of a tiny trained run exported by the CLI."""
     root = tmp_path_factory.mktemp("export")
-    workdir, export_dir = str(root / "workdir"), str(root / "serving")
-    config = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
-    with config.unlocked():
-        config.runtime.jit_compile = "false"
-    training.train(config, workdir, verbose=0)
+    workdir, export_dir = copy_run(tiny_run, root), str(root / "serving")
+    config = checkpoints.load_workdir_config(workdir)
     result = subprocess.run(
         [sys.executable, "-m", "dvdgan_tf.export", f"--workdir={workdir}"]
         + [f"--export_dir={export_dir}"],

@@ -1,7 +1,7 @@
 """Tests of dvdgan_tf.sampling and the `python -m dvdgan_tf.sample` command.
 
-A tiny run (runlocal config: 16x16, 4 frames, 12 classes, 4 steps, no XLA) is
-trained once per module in-process; outputs are read back with imageio.
+A tiny run (runlocal config: 16x16, 4 frames, 12 classes, 4 steps, no XLA;
+conftest's `tiny_run`) is sampled; outputs are read back with imageio.
 """
 
 from __future__ import annotations
@@ -16,29 +16,22 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import copy_run
 
 from dvdgan_tf import sampling
 from dvdgan_tf.data import synthetic
 
-# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
-# its module fixtures then train their tiny run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("sample_run")
+# The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml),
+# with the other modules that use conftest's tiny_run: it is then trained once.
+pytestmark = pytest.mark.xdist_group("tiny_run")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, R = 4, 16  # The runlocal config's frames and resolution.
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from dvdgan_tf import config_lib, training
-
-    config = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
-    config.runtime.jit_compile = "false"
-    workdir = str(tmp_path_factory.mktemp("run"))
-    training.train(config, workdir, verbose=0)
-    return workdir
+def run_dir(tiny_run, tmp_path_factory):
+    return copy_run(tiny_run, tmp_path_factory.mktemp("run"))
 
 
 # ---------------------------------------------------------------- latents
@@ -186,14 +179,21 @@ def test_mp4_readback(run_dir, tmp_path):
     reader.close()
     assert frames.shape == (T, 3 * R, 2 * R, 3)  # Already multiples of 16.
     assert meta["frame_size"] == [48, 32]
-    # Content survives encoding: compare with the .npy of the same samples.
-    ref = str(tmp_path / "grid.npy")
-    sampling.sample_workdir(run_dir, ref, classes=[2, 5, 7], num_per_class=2)
-    videos = np.load(ref)  # [6, T, H, W, 3]
+    # Content survives encoding: the decoded frames are much nearer the .npy of the
+    # same samples than that of other samples of the same classes (mean abs error
+    # 16-24 against 52-56 over three trained runs: a tiny run's videos are noisy,
+    # which H.264 with 4:2:0 chroma does not keep well, so no absolute bound).
     from dvdgan_tf.training import tile_videos
 
-    grid = tile_videos(videos, cols=2).astype(np.float32)
-    assert np.abs(frames.astype(np.float32) - grid).mean() < 20
+    grids = []
+    for name, seed in (("grid.npy", 0), ("other.npy", 5)):
+        ref = str(tmp_path / name)
+        sampling.sample_workdir(
+            run_dir, ref, classes=[2, 5, 7], num_per_class=2, seed=seed
+        )
+        grids.append(tile_videos(np.load(ref), cols=2).astype(np.float32))
+    same, other = (np.abs(frames.astype(np.float32) - g).mean() for g in grids)
+    assert same < 0.6 * other, (same, other)
 
 
 def test_mp4_upscales_to_macro_blocks(tmp_path):

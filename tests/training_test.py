@@ -4,7 +4,6 @@ config mismatch, the train CLI."""
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, copy_run
 
 from dvdgan_tf import checkpoints, losses, runtime, training
 from dvdgan_tf.model import DVDGAN
@@ -727,9 +726,8 @@ def trained_run(tmp_path_factory):
 
 def _copy_run(trained_run, tmp_path):
     """A private copy of the shared run's workdir and an unlocked copy of its config."""
-    workdir = str(tmp_path / "wd")
-    shutil.copytree(trained_run[0], workdir)
-    return workdir, trained_run[1].copy_and_resolve_references()
+    workdir, config = trained_run
+    return copy_run(workdir, tmp_path), config.copy_and_resolve_references()
 
 
 def _checkpoint_steps(workdir):

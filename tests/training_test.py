@@ -610,62 +610,52 @@ def _signal_after_checkpoint(proc, ckpt_dir, step, sig):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_stops_then_sigkill_then_rerun_finishes(tmp_path):
+def test_sigkill_then_rerun_resumes_then_sigterm_saves_and_stops(tmp_path):
+    """Two runs of the same command: the first killed (SIGKILL, mid-run, possibly
+    mid-save), the second resuming from its last checkpoint and stopped by SIGTERM
+    (preemption), which saves where it is and exits cleanly."""
     workdir = str(tmp_path / "wd")
     ckpt_dir = checkpoints.checkpoint_dir(workdir)
-    overrides = ("--config.train.num_steps=400", "--config.train.checkpoint_every=5")
+    command = [
+        sys.executable,
+        *_train_cmd(
+            workdir,
+            "--config.train.num_steps=400",
+            "--config.train.checkpoint_every=5",
+            verbose=1,
+        ),
+    ]
 
-    # SIGTERM (preemption): a checkpoint at the step reached, a clean exit, and a
-    # progress bar that ends there rather than at the target.
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _signal_after_checkpoint(proc, ckpt_dir, 10, signal.SIGKILL)
+    killed_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
+    assert 10 <= killed_at < 400
+
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, *_train_cmd(workdir, *overrides, verbose=1)],
-            cwd=REPO,
-            env=ENV,
-            stdout=out,
-            stderr=err,
-        )
-        code = _signal_after_checkpoint(proc, ckpt_dir, 10, signal.SIGTERM)
+        proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=out, stderr=err)
+        code = _signal_after_checkpoint(proc, ckpt_dir, killed_at + 10, signal.SIGTERM)
     stderr = (tmp_path / "err.txt").read_text()
     assert code == 0, stderr[-3000:]
+    resumed = re.search(r"resumed from \S+ckpt-(\d+)", stderr)
+    assert resumed, stderr[-3000:]
+    resumed_at = int(resumed.group(1))
+    assert resumed_at >= killed_at  # the killed run may have saved once more
     assert "SIGTERM: saving a checkpoint and stopping" in stderr
-    stopped_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
-    assert 10 <= stopped_at < 400
-    assert f"step {stopped_at}: saved" in stderr
-    bar = re.findall(r"(\d+)/400\b", (tmp_path / "out.txt").read_text())
-    assert bar and int(bar[-1]) == stopped_at, bar[-3:]
-
-    # SIGKILL of the resumed run, mid-run, possibly mid-save.
-    proc = subprocess.Popen(
-        [sys.executable, *_train_cmd(workdir, *overrides)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _signal_after_checkpoint(proc, ckpt_dir, stopped_at + 10, signal.SIGKILL)
-    killed_at = checkpoints.checkpoint_step(tf.train.latest_checkpoint(ckpt_dir))
-    assert stopped_at + 10 <= killed_at < 400
-
-    # Rerun the same command with a shorter horizon so the test stays fast.
-    end = killed_at + 6
-    rerun = _run(
-        _train_cmd(
-            workdir,
-            f"--config.train.num_steps={end}",
-            "--config.train.checkpoint_every=5",
-        )
-    )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(r"resumed from \S+ckpt-(\d+)", rerun.stderr)
-    assert resumed and int(resumed.group(1)) >= killed_at
     final = tf.train.latest_checkpoint(ckpt_dir)
-    assert checkpoints.checkpoint_step(final) == end
-    # The final checkpoint restores into a fresh model, with the step counter.
+    stopped_at = checkpoints.checkpoint_step(final)
+    assert killed_at + 10 <= stopped_at < 400
+    assert f"step {stopped_at}: saved" in stderr
+    # The resumed run's bar counts its own steps (400 - resumed_at of them) and ends
+    # where it stopped, not at its target.
+    bar = re.findall(rf"(\d+)/{400 - resumed_at}\b", (tmp_path / "out.txt").read_text())
+    assert bar and int(bar[-1]) == stopped_at - resumed_at, bar[-3:]
+    # The last checkpoint restores into a fresh model, with the step counter.
     config = checkpoints.load_workdir_config(workdir)
     gan = DVDGAN.from_config_dict(config)
     checkpoints.make_checkpoint(gan).restore(final).assert_existing_objects_matched()
-    assert int(gan.g_optimizer.iterations.numpy()) == end
+    assert int(gan.g_optimizer.iterations.numpy()) == stopped_at
 
 
 def _train_in_process(tiny_config, workdir, **train_overrides):

@@ -1,8 +1,10 @@
-"""DVD-GAN-FP end to end: in-training samples, the sample command with conditioning
-clips, evaluation against real continuations, the `predict` export, the benchmark.
+"""DVD-GAN-FP end to end: the train command, in-training samples, the sample command
+with conditioning clips, evaluation against real continuations, the `predict` export,
+the benchmark.
 
 A tiny FP run (runlocal: 16x16, 2 frames in, 4 predicted, 12 classes, 4 steps, no
-XLA, samples every 2 steps) is trained once per module in-process and exported once.
+XLA, samples every 2 steps) is trained once per module by the train command (a
+subprocess) and exported once.
 Evaluation is checked with an oracle generator that returns each conditioning clip's
 real continuation: its scores must be the real clips' own (this pins the pairing of
 predictions, labels and continuations). The built-in classifier for 4 x 16 x 16 is
@@ -38,6 +40,7 @@ from dvdgan_tf import (
     training,
 )
 from dvdgan_tf.data.synthetic import CLASS_NAMES
+from dvdgan_tf.encoder import FrameEncoder
 
 # The whole module on one pytest-xdist worker (--dist=loadgroup, pyproject.toml):
 # its module fixtures then train their tiny run once, not once per worker.
@@ -59,11 +62,26 @@ def _config(**data):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    config = _config()
-    with config.unlocked():
-        config.train.sample_every = 2
+    """The tiny FP run, trained by the train command (a subprocess), as a user would."""
     workdir = str(tmp_path_factory.mktemp("fp_run"))
-    training.train(config, workdir, verbose=0)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvdgan_tf.train",
+            f"--config={FP_TINY}",
+            f"--workdir={workdir}",
+            "--verbose=0",
+            "--config.runtime.jit_compile=false",
+            "--config.train.sample_every=2",
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
 
@@ -111,6 +129,18 @@ def test_dataset_clips_are_deterministic_balanced_and_filterable():
     assert picked.split == "train"  # the 12-clip test split has one clip per class
     with pytest.raises(ValueError, match=r"missing \{3: 77\}"):
         prediction.dataset_clips(config, 80, classes=[3])
+
+
+def test_train_command_then_load_ema_generator(run_dir):
+    g, config, step = checkpoints.load_ema_generator(run_dir)
+    assert step == 4 and config.model.conditioning_frames == C  # runlocal: 4 steps
+    assert isinstance(g.frame_encoder, FrameEncoder)
+    m = config.model
+    z = tf.random.normal([2, m.z_dim], seed=0)
+    frames = tf.random.uniform([2, C, R, R, 3], -1.0, 1.0, seed=1)
+    video = g(z, tf.constant([0, 1]), frames=frames)
+    assert video.shape == (2, T, R, R, 3)
+    assert np.isfinite(video.numpy()).all()
 
 
 def test_in_training_samples_put_real_beside_prediction(run_dir):

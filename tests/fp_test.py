@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO
-from training_test import _run
 
 from dvdgan_tf import checkpoints, config_lib, data, losses
 from dvdgan_tf.discriminators import SpatialDiscriminator
@@ -319,26 +318,3 @@ def test_legacy_workdir_config_field_is_renamed(fp_config, tmp_path):
     assert loaded.model.output_skip == "none"
     assert "conditional_frames" not in loaded.model
     checkpoints.check_resume_compatible(loaded, fp_config)
-
-
-@pytest.mark.slow
-def test_train_cli_then_load_ema_generator(fp_config, tmp_path):
-    workdir = str(tmp_path / "wd")
-    proc = _run(  # training_test's pattern: the train CLI in a subprocess
-        [
-            "-m",
-            "dvdgan_tf.train",
-            f"--config={FP_TINY}",
-            f"--workdir={workdir}",
-            "--verbose=0",
-            "--config.train.num_steps=2",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    g, config, step = checkpoints.load_ema_generator(workdir)
-    assert step == 2 and config.model.conditioning_frames == 2
-    assert isinstance(g.frame_encoder, FrameEncoder)
-    z, y, frames = _inputs(config.model)
-    video = g(z, y, frames=frames)
-    assert video.shape == (2, 4, 16, 16, 3)
-    assert np.isfinite(video.numpy()).all()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -215,22 +216,56 @@ def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
     )
 
 
+# Its users on one pytest-xdist worker (--dist=loadgroup), so that it is built once.
+TWO_STEPS_GROUP = pytest.mark.xdist_group("two_steps")
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+    """A runlocal model fitted two steps, one `fit` call each, with an EMA from step
+    1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
+    Returns (gan, config, [history of each step], [G's and the EMA G's trainable
+    weights after each step]). Shared by the EMA and the D_T weight tests (a train
+    step costs ~20 s to build on 2 cores)."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(TINY)
+    with config.unlocked():
+        config.train.ema_start = 1
+        config.train.ema_decay = 0.5
+        config.train.g_dt_weight = 0.25
+        config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
+    keras.utils.set_random_seed(0)
+    gan = DVDGAN.from_config_dict(config)
+    ds = _random_dataset(config)
+    histories, weights = [], []
+    for _ in range(2):
+        h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+        histories.append(h.history)
+        pairs = [
+            (np.asarray(w.value).copy(), np.asarray(e.value).copy())
+            for w, e in zip(gan.generator.weights, gan.ema_generator.weights)
+            if w.trainable
+        ]
+        assert len(pairs) == len(gan.generator.trainable_weights)
+        weights.append(pairs)
+    return gan, config, histories, weights
+
+
+@TWO_STEPS_GROUP
 def test_g_dt_weight_and_its_schedule_reach_the_train_step_and_are_validated(
-    tiny_config, tmp_path
+    two_steps, tmp_path
 ):
     """train.g_dt_weight = w until the schedule's first step, then the schedule's
     weight: every logged G loss is g_ds + w g_dt with the w of its step (one step
-    per epoch); bad values are refused, quoted."""
+    per fit); bad values are refused, quoted."""
     from dvdgan_tf import config_lib
 
-    with tiny_config.unlocked():
-        tiny_config.train.g_dt_weight = 0.25
-        tiny_config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
-    gan = DVDGAN.from_config_dict(tiny_config)
-    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=2, verbose=0)
-    assert h.history["g_dt_weight"] == [0.25, 3.0]  # logged, for TensorBoard
-    for epoch, w in enumerate((0.25, 3.0)):
-        g_loss, g_ds, g_dt = (h.history[k][epoch] for k in ("g_loss", "g_ds", "g_dt"))
+    _, config, histories, _ = two_steps
+    tiny_config = config.copy_and_resolve_references()
+    assert [h["g_dt_weight"] for h in histories] == [[0.25], [3.0]]  # logged
+    for h, w in zip(histories, (0.25, 3.0), strict=True):
+        g_loss, g_ds, g_dt = (h[k][0] for k in ("g_loss", "g_ds", "g_dt"))
         assert abs(g_dt) > 1e-3  # the check below would not see the weight otherwise
         np.testing.assert_allclose(g_loss, g_ds + w * g_dt, rtol=1e-5, atol=1e-6)
     bad = tiny_config.copy_and_resolve_references()
@@ -337,39 +372,15 @@ def test_lr_tail_decay_is_constant_then_linear_and_validated():
             config_lib.validate(bad)
 
 
-def test_ema_is_a_copy_before_start_and_an_average_after(tiny_config):
-    with tiny_config.unlocked():
-        tiny_config.train.ema_start = 1
-        tiny_config.train.ema_decay = 0.5
-    gan = DVDGAN.from_config_dict(tiny_config)
-    ds = _random_dataset(tiny_config)
-    gan.fit(
-        ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False
-    )  # step 1: not past the start
-    for e, w in zip(gan.ema_generator.weights, gan.generator.weights):
-        if w.trainable:
-            np.testing.assert_array_equal(np.asarray(e.value), np.asarray(w.value))
-    prev_ema = [
-        np.asarray(e.value).copy()
-        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
-        if w.trainable
-    ]
-    gan.fit(
-        ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False
-    )  # step 2: ema = .5 ema + .5 w
-    ema_trainable = [
-        e
-        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
-        if w.trainable
-    ]
-    assert len(ema_trainable) == len(prev_ema)
-    for e, p, w in zip(ema_trainable, prev_ema, gan.generator.trainable_weights):
-        np.testing.assert_allclose(
-            np.asarray(e.value),
-            0.5 * p + 0.5 * np.asarray(w.value),
-            rtol=1e-5,
-            atol=1e-6,
-        )
+@TWO_STEPS_GROUP
+def test_ema_is_a_copy_before_start_and_an_average_after(two_steps):
+    _, _, _, (first, second) = two_steps
+    for w, e in first:  # step 1: not past ema_start, the EMA is a copy of G
+        np.testing.assert_array_equal(e, w)
+    for (_, prev_e), (w, e) in zip(first, second, strict=True):
+        # step 2: ema = .5 ema + .5 w
+        np.testing.assert_allclose(e, 0.5 * prev_e + 0.5 * w, rtol=1e-5, atol=1e-6)
+        assert not np.array_equal(e, w)
 
 
 @pytest.mark.slow
@@ -876,8 +887,6 @@ def test_train_cli_config_override_and_bad_value(tmp_path):
 
 
 def test_mixed_bfloat16_trains_with_float32_weights_and_output(tiny_config):
-    import keras
-
     with tiny_config.unlocked():
         tiny_config.runtime.mixed_precision = "bfloat16"
     try:

@@ -67,24 +67,47 @@ def _changed(model, before):
     )
 
 
-def test_tiny_fit_updates_every_network_and_ema(tiny_config):
-    with tiny_config.unlocked():
-        tiny_config.train.d_steps = 2
-        tiny_config.train.ema_start = 2
-    gan = DVDGAN.from_config_dict(tiny_config)
-    g0, ds0, dt0 = (
-        _snapshot(gan.generator),
-        _snapshot(gan.spatial_discriminator),
-        _snapshot(gan.temporal_discriminator),
-    )
-    history = gan.fit(
-        _random_dataset(tiny_config), steps_per_epoch=4, epochs=1, verbose=0
-    )
-    for name, values in history.history.items():
+# Each fixture's users on one pytest-xdist worker (--dist=loadgroup), so that its model
+# is built once (a train step costs ~20 s to build on 2 cores).
+FOUR_STEPS_GROUP = pytest.mark.xdist_group("four_steps")
+TWO_STEPS_GROUP = pytest.mark.xdist_group("two_steps")
+
+
+@pytest.fixture(scope="module")
+def four_steps():
+    """A runlocal model fitted four steps with the paper's two D steps per G step, an
+    EMA from step 2 at decay 0.25 whose BN statistics come from its own forward
+    ("forward"). Returns (gan, config, history, the trainable weights of G, D_S and
+    D_T before the fit, and (EMA G, G) trainable weight pairs after it)."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(TINY)
+    with config.unlocked():
+        config.train.d_steps = 2
+        config.train.ema_start = 2
+        config.train.ema_decay = 0.25
+        config.train.ema_statistics = "forward"  # the default CPU config: "copy"
+    keras.utils.set_random_seed(0)
+    gan = DVDGAN.from_config_dict(config)
+    before = [
+        _snapshot(m)
+        for m in (gan.generator, gan.spatial_discriminator, gan.temporal_discriminator)
+    ]
+    history = gan.fit(_random_dataset(config), steps_per_epoch=4, epochs=1, verbose=0)
+    ema_pairs = [
+        (np.asarray(e.value).copy(), np.asarray(w.value).copy())
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    return gan, config, history.history, before, ema_pairs
+
+
+@FOUR_STEPS_GROUP
+def test_tiny_fit_updates_every_network_and_ema(four_steps):
+    gan, config, history, (g0, ds0, dt0), pairs = four_steps
+    for name, values in history.items():
         assert np.all(np.isfinite(values)), name
-    assert {"d_loss", "g_loss", "ds_real", "dt_fake", "g_grad_norm"} <= set(
-        history.history
-    )
+    assert {"d_loss", "g_loss", "ds_real", "dt_fake", "g_grad_norm"} <= set(history)
     assert _changed(gan.generator, g0)
     assert _changed(gan.spatial_discriminator, ds0)
     assert _changed(gan.temporal_discriminator, dt0)
@@ -92,34 +115,60 @@ def test_tiny_fit_updates_every_network_and_ema(tiny_config):
     assert int(gan.g_optimizer.iterations.numpy()) == 4
     assert int(gan.d_optimizer.iterations.numpy()) == 8
     # Past ema_start the EMA weights trail G's: different, but close.
-    pairs = [
-        (np.asarray(e.value), np.asarray(w.value))
-        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
-        if w.trainable
-    ]
     assert len(pairs) == len(gan.generator.trainable_weights)
     assert all(not np.allclose(e, w) for e, w in pairs)
     assert max(np.abs(e - w).max() for e, w in pairs) < 0.05
     # Calling the model samples from the EMA generator.
-    z = tf.random.normal([2, tiny_config.model.z_dim], seed=0)
+    z = tf.random.normal([2, config.model.z_dim], seed=0)
     y = tf.constant([0, 1])
     np.testing.assert_array_equal(
         gan(z, y).numpy(), gan.ema_generator(z, y, training=False).numpy()
     )
 
 
-def test_ema_batchnorm_statistics_are_the_ema_generators_own(tiny_config):
+@pytest.fixture(scope="module")
+def two_steps():
+    """A runlocal model fitted two steps, one `fit` call each, with an EMA from step
+    1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
+    Returns (gan, config, [history of each step], [G's and the EMA G's trainable
+    weights after each step])."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(TINY)
+    with config.unlocked():
+        config.train.ema_start = 1
+        config.train.ema_decay = 0.5
+        config.train.ema_statistics = "copy"  # runlocal's default too
+        config.train.g_dt_weight = 0.25
+        config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
+    keras.utils.set_random_seed(0)
+    gan = DVDGAN.from_config_dict(config)
+    ds = _random_dataset(config)
+    histories, weights = [], []
+    for _ in range(2):
+        h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+        histories.append(h.history)
+        pairs = [
+            (np.asarray(w.value).copy(), np.asarray(e.value).copy())
+            for w, e in zip(gan.generator.weights, gan.ema_generator.weights)
+            if w.trainable
+        ]
+        assert len(pairs) == len(gan.generator.trainable_weights)
+        weights.append(pairs)
+    return gan, config, histories, weights
+
+
+@FOUR_STEPS_GROUP
+def test_ema_batchnorm_statistics_are_the_ema_generators_own(four_steps):
     """_update_ema averages trainable weights, then one training-mode forward of
     the EMA generator updates its BN moving statistics (checked against an
-    independent Generator given the hand-averaged weights)."""
+    independent Generator given the hand-averaged weights). The one user of
+    four_steps' model that changes it: one more EMA update."""
     from dvdgan_tf.generator import Generator
 
-    with tiny_config.unlocked():
-        tiny_config.train.ema_start = 0
-        tiny_config.train.ema_decay = 0.25
-        tiny_config.train.ema_statistics = "forward"  # the default CPU config: "copy"
-    gan = DVDGAN.from_config_dict(tiny_config)
-    gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
+    gan, tiny_config, _, _, _ = four_steps
+    assert gan.ema_statistics == "forward"
+    assert int(gan.g_optimizer.iterations) == 4  # past ema_start=2: decay 0.25
     g_w = [np.asarray(w.value).copy() for w in gan.generator.weights]
     ema_w = [np.asarray(w.value).copy() for w in gan.ema_generator.weights]
     trainable = [w.trainable for w in gan.generator.weights]
@@ -152,21 +201,20 @@ def _np_power_iteration(kernel, u, eps=1e-4):
     return u_new, float((v @ w @ u_new.T)[0, 0])
 
 
+@TWO_STEPS_GROUP
 def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
-    tiny_config, tmp_path
+    two_steps, tmp_path
 ):
     """ema_statistics="copy": no forward of the EMA generator. Its BN moving
     statistics become G's; each SN layer's u takes one power iteration on the
-    averaged kernel (numpy reference); the averaged weights are as in "forward"."""
+    averaged kernel (numpy reference); the averaged weights are as in "forward".
+    The one user of two_steps' model: it runs one more EMA update on it."""
     from dvdgan_tf import config_lib, layers
 
-    with tiny_config.unlocked():
-        tiny_config.train.ema_start = 0
-        tiny_config.train.ema_decay = 0.25
-        tiny_config.train.ema_statistics = "copy"
-    gan = DVDGAN.from_config_dict(tiny_config)
+    gan, config, _, _ = two_steps
+    tiny_config = config.copy_and_resolve_references()
     assert gan.ema_statistics == "copy"
-    gan.fit(_random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0)
+    assert int(gan.g_optimizer.iterations) == 2  # past ema_start=1: decay 0.5
     bn = layers.ConditionalBatchNorm
     for e, w in zip(
         layers.sublayers(gan.ema_generator, bn), layers.sublayers(gan.generator, bn)
@@ -192,8 +240,8 @@ def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
     for sn in sns:
         kernel, u = before[sn.path]
         avg = (
-            0.25 * kernel
-            + 0.75 * g_kernels[sn.path.replace("ema_generator", "generator", 1)]
+            0.5 * kernel
+            + 0.5 * g_kernels[sn.path.replace("ema_generator", "generator", 1)]
         )
         np.testing.assert_allclose(sn.kernel.numpy(), avg, rtol=1e-5, atol=1e-6)
         u_want, sigma_want = _np_power_iteration(avg, u)
@@ -214,42 +262,6 @@ def test_ema_statistics_copy_takes_gs_batchnorm_and_iterates_its_own_sn(
     assert checkpoints.load_workdir_config(str(tmp_path)).train.ema_statistics == (
         "forward"
     )
-
-
-# Its users on one pytest-xdist worker (--dist=loadgroup), so that it is built once.
-TWO_STEPS_GROUP = pytest.mark.xdist_group("two_steps")
-
-
-@pytest.fixture(scope="module")
-def two_steps():
-    """A runlocal model fitted two steps, one `fit` call each, with an EMA from step
-    1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
-    Returns (gan, config, [history of each step], [G's and the EMA G's trainable
-    weights after each step]). Shared by the EMA and the D_T weight tests (a train
-    step costs ~20 s to build on 2 cores)."""
-    from dvdgan_tf import config_lib
-
-    config = config_lib.load_config(TINY)
-    with config.unlocked():
-        config.train.ema_start = 1
-        config.train.ema_decay = 0.5
-        config.train.g_dt_weight = 0.25
-        config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
-    keras.utils.set_random_seed(0)
-    gan = DVDGAN.from_config_dict(config)
-    ds = _random_dataset(config)
-    histories, weights = [], []
-    for _ in range(2):
-        h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-        histories.append(h.history)
-        pairs = [
-            (np.asarray(w.value).copy(), np.asarray(e.value).copy())
-            for w, e in zip(gan.generator.weights, gan.ema_generator.weights)
-            if w.trainable
-        ]
-        assert len(pairs) == len(gan.generator.trainable_weights)
-        weights.append(pairs)
-    return gan, config, histories, weights
 
 
 @TWO_STEPS_GROUP

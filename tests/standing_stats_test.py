@@ -5,6 +5,7 @@ manager restores everything; configs, old workdirs and the loader take the setti
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,13 +18,25 @@ TINY = os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
 FP_TINY = os.path.join(REPO, "configs/synthetic_actions_fp_cpu.py:runlocal")
 
 
-def _generator(config):
-    """A generator whose spectral-norm vectors have converged (30 iterations), so
-    that one more training-mode forward leaves its sigmas where they are."""
+@pytest.fixture(scope="module")
+def converged():
+    """The weights of a runlocal generator whose spectral-norm vectors have converged
+    (30 training-mode forwards, ~5 s eagerly: made once per module)."""
+    config = config_lib.load_config(TINY)
+    keras.utils.set_random_seed(0)  # before the per-test seeding (conftest)
     g = Generator.from_model_config(config.model)
     ((z, y, _),) = standing_stats.batches_for(config, 1, 4, seed=9)
     for _ in range(30):
         g(tf.constant(z), tf.constant(y), training=True)
+    return [v.numpy() for v in g.weights]
+
+
+def _generator(config, weights):
+    """A fresh generator holding `converged`'s weights: one more training-mode forward
+    leaves its sigmas where they are."""
+    g = Generator.from_model_config(config.model)
+    for v, w in zip(g.weights, weights, strict=True):
+        v.assign(w)
     return g
 
 
@@ -34,9 +47,9 @@ def _bn_stats(g):
     ]
 
 
-def test_one_batch_makes_inference_equal_training_mode():
+def test_one_batch_makes_inference_equal_training_mode(converged):
     config = config_lib.load_config(TINY)
-    g = _generator(config)
+    g = _generator(config, converged)
     ((z, y, _),) = batch = standing_stats.batches_for(config, 1, 4, seed=1)
     assert z.shape == (4, config.model.z_dim) and y.shape == (4,)
     # Before: inference uses stale moving averages, so the outputs differ.
@@ -48,9 +61,9 @@ def test_one_batch_makes_inference_equal_training_mode():
     np.testing.assert_allclose(inference, training, atol=2e-5)
 
 
-def test_statistics_are_the_average_over_batches_and_sn_is_untouched():
+def test_statistics_are_the_average_over_batches_and_sn_is_untouched(converged):
     config = config_lib.load_config(TINY)
-    g = _generator(config)
+    g = _generator(config, converged)
     b1, b2 = standing_stats.batches_for(config, 2, 4, seed=2)
     assert not np.array_equal(b1[0], b2[0])
     sn = [v.numpy() for v in g.non_trainable_variables if "sn_u" in v.path]
@@ -83,9 +96,9 @@ def test_statistics_are_the_average_over_batches_and_sn_is_untouched():
         standing_stats.batches_for(config, 0)
 
 
-def test_context_manager_restores_every_statistic():
+def test_context_manager_restores_every_statistic(converged):
     config = config_lib.load_config(TINY)
-    g = _generator(config)
+    g = _generator(config, converged)
     before = [v.numpy() for v in g.non_trainable_variables]
     with standing_stats.standing_statistics(
         g, standing_stats.batches_for(config, 2, 4)

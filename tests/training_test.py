@@ -75,15 +75,18 @@ TWO_STEPS_GROUP = pytest.mark.xdist_group("two_steps")
 
 @pytest.fixture(scope="module")
 def four_steps():
-    """A runlocal model fitted four steps with the paper's two D steps per G step, an
-    EMA from step 2 at decay 0.25 whose BN statistics come from its own forward
-    ("forward"). Returns (gan, config, history, the trainable weights of G, D_S and
-    D_T before the fit, and (EMA G, G) trainable weight pairs after it)."""
+    """A runlocal model fitted four steps (one per epoch) with the paper's two D steps
+    per G step, learning rates G 1e-3 and D 2e-3 decaying over the last 2 steps to
+    half, and an EMA from step 2 at decay 0.25 whose BN statistics come from its own
+    forward ("forward"). Returns (gan, config, history, the trainable weights of G,
+    D_S and D_T before the fit, and (EMA G, G) trainable weight pairs after it)."""
     from dvdgan_tf import config_lib
 
     config = config_lib.load_config(TINY)
     with config.unlocked():
         config.train.d_steps = 2
+        config.train.g_lr, config.train.d_lr = 1e-3, 2e-3
+        config.train.lr_decay_steps, config.train.lr_final_fraction = 2, 0.5
         config.train.ema_start = 2
         config.train.ema_decay = 0.25
         config.train.ema_statistics = "forward"  # the default CPU config: "copy"
@@ -93,7 +96,7 @@ def four_steps():
         _snapshot(m)
         for m in (gan.generator, gan.spatial_discriminator, gan.temporal_discriminator)
     ]
-    history = gan.fit(_random_dataset(config), steps_per_epoch=4, epochs=1, verbose=0)
+    history = gan.fit(_random_dataset(config), steps_per_epoch=1, epochs=4, verbose=0)
     ema_pairs = [
         (np.asarray(e.value).copy(), np.asarray(w.value).copy())
         for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
@@ -156,6 +159,15 @@ def two_steps():
         assert len(pairs) == len(gan.generator.trainable_weights)
         weights.append(pairs)
     return gan, config, histories, weights
+
+
+@FOUR_STEPS_GROUP
+def test_learning_rates_follow_the_config_schedule(four_steps):
+    """The rates of each step come from the config's schedule (logged as g_lr,
+    d_lr), both driven by G's step count (D takes two steps per G step here)."""
+    history = four_steps[2]  # num_steps 4, lr_decay_steps 2: steps 2, 3 decay
+    np.testing.assert_allclose(history["g_lr"], [1e-3, 1e-3, 1e-3, 7.5e-4], 1e-6)
+    np.testing.assert_allclose(history["d_lr"], [2e-3, 2e-3, 2e-3, 1.5e-3], 1e-6)
 
 
 @FOUR_STEPS_GROUP
@@ -749,21 +761,10 @@ def _checkpoint_steps(workdir):
 
 
 @TRAINED_RUN_GROUP
-def test_learning_rates_follow_the_config_through_fit_and_resume(
-    tiny_config, trained_run, tmp_path
-):
-    """The rates of each step come from the config's schedule (logged as g_lr,
-    d_lr), also after a resume: Keras keeps a float rate in a variable that the
-    checkpoint restores, so a run resumed with --config.train.g_lr=0 used to train
-    G on at the old rate. Here G resumed at rate 0 does not move while D does."""
-    with tiny_config.unlocked():
-        tiny_config.train.g_lr, tiny_config.train.d_lr = 1e-3, 2e-3
-        tiny_config.train.lr_decay_steps, tiny_config.train.lr_final_fraction = 2, 0.5
-    gan = DVDGAN.from_config_dict(tiny_config)  # num_steps 4: steps 2, 3 decay
-    h = gan.fit(_random_dataset(tiny_config), steps_per_epoch=1, epochs=4, verbose=0)
-    np.testing.assert_allclose(h.history["g_lr"], [1e-3, 1e-3, 1e-3, 7.5e-4], 1e-6)
-    np.testing.assert_allclose(h.history["d_lr"], [2e-3, 2e-3, 2e-3, 1.5e-3], 1e-6)
-
+def test_learning_rates_follow_the_config_on_resume(trained_run, tmp_path):
+    """Keras keeps a float rate in a variable that the checkpoint restores, so a run
+    resumed with --config.train.g_lr=0 used to train G on at the old rate. Here G
+    resumed at rate 0 does not move while D does."""
     workdir, again = _copy_run(trained_run, tmp_path)  # G and D at 4e-4, 5 steps
     again.train.g_lr = 0.0
     again.train.num_steps = 7

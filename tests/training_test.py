@@ -129,38 +129,6 @@ def test_tiny_fit_updates_every_network_and_ema(four_steps):
     )
 
 
-@pytest.fixture(scope="module")
-def two_steps():
-    """A runlocal model fitted two steps, one `fit` call each, with an EMA from step
-    1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
-    Returns (gan, config, [history of each step], [G's and the EMA G's trainable
-    weights after each step])."""
-    from dvdgan_tf import config_lib
-
-    config = config_lib.load_config(TINY)
-    with config.unlocked():
-        config.train.ema_start = 1
-        config.train.ema_decay = 0.5
-        config.train.ema_statistics = "copy"  # runlocal's default too
-        config.train.g_dt_weight = 0.25
-        config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
-    keras.utils.set_random_seed(0)
-    gan = DVDGAN.from_config_dict(config)
-    ds = _random_dataset(config)
-    histories, weights = [], []
-    for _ in range(2):
-        h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-        histories.append(h.history)
-        pairs = [
-            (np.asarray(w.value).copy(), np.asarray(e.value).copy())
-            for w, e in zip(gan.generator.weights, gan.ema_generator.weights)
-            if w.trainable
-        ]
-        assert len(pairs) == len(gan.generator.trainable_weights)
-        weights.append(pairs)
-    return gan, config, histories, weights
-
-
 @FOUR_STEPS_GROUP
 def test_learning_rates_follow_the_config_schedule(four_steps):
     """The rates of each step come from the config's schedule (logged as g_lr,
@@ -211,6 +179,38 @@ def _np_power_iteration(kernel, u, eps=1e-4):
     v = normalise(u @ w.T)  # [1, N]
     u_new = normalise(v @ w)  # [1, C_out]
     return u_new, float((v @ w @ u_new.T)[0, 0])
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+    """A runlocal model fitted two steps, one `fit` call each, with an EMA from step
+    1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
+    Returns (gan, config, [history of each step], [(EMA G, G) trainable weight pairs
+    after each step])."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(TINY)
+    with config.unlocked():
+        config.train.ema_start = 1
+        config.train.ema_decay = 0.5
+        config.train.ema_statistics = "copy"  # runlocal's default too
+        config.train.g_dt_weight = 0.25
+        config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
+    keras.utils.set_random_seed(0)
+    gan = DVDGAN.from_config_dict(config)
+    ds = _random_dataset(config)
+    histories, weights = [], []
+    for _ in range(2):
+        h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+        histories.append(h.history)
+        pairs = [
+            (np.asarray(e.value).copy(), np.asarray(w.value).copy())
+            for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+            if w.trainable
+        ]
+        assert len(pairs) == len(gan.generator.trainable_weights)
+        weights.append(pairs)
+    return gan, config, histories, weights
 
 
 @TWO_STEPS_GROUP
@@ -399,9 +399,9 @@ def test_lr_tail_decay_is_constant_then_linear_and_validated():
 @TWO_STEPS_GROUP
 def test_ema_is_a_copy_before_start_and_an_average_after(two_steps):
     _, _, _, (first, second) = two_steps
-    for w, e in first:  # step 1: not past ema_start, the EMA is a copy of G
+    for e, w in first:  # step 1: not past ema_start, the EMA is a copy of G
         np.testing.assert_array_equal(e, w)
-    for (_, prev_e), (w, e) in zip(first, second, strict=True):
+    for (prev_e, _), (e, w) in zip(first, second, strict=True):
         # step 2: ema = .5 ema + .5 w
         np.testing.assert_allclose(e, 0.5 * prev_e + 0.5 * w, rtol=1e-5, atol=1e-6)
         assert not np.array_equal(e, w)

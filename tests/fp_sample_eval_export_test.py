@@ -28,6 +28,8 @@ import tensorflow as tf
 from conftest import REPO, run_export_client
 from evaluate_test import BUILTIN_KEYS, _StandInI3D, _StubGAN
 from export_test import _assert_videos_match, _saved_model_cli
+from fp_test import _inputs
+from training_test import _run
 
 from dvdgan_tf import (
     benchmark,
@@ -64,9 +66,8 @@ def _config(**data):
 def run_dir(tmp_path_factory):
     """The tiny FP run, trained by the train command (a subprocess), as a user would."""
     workdir = str(tmp_path_factory.mktemp("fp_run"))
-    proc = subprocess.run(
+    proc = _run(  # training_test's pattern: the train CLI in a subprocess
         [
-            sys.executable,
             "-m",
             "dvdgan_tf.train",
             f"--config={FP_TINY}",
@@ -75,10 +76,6 @@ def run_dir(tmp_path_factory):
             "--config.runtime.jit_compile=false",
             "--config.train.sample_every=2",
         ],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -135,10 +132,8 @@ def test_train_command_then_load_ema_generator(run_dir):
     g, config, step = checkpoints.load_ema_generator(run_dir)
     assert step == 4 and config.model.conditioning_frames == C  # runlocal: 4 steps
     assert isinstance(g.frame_encoder, FrameEncoder)
-    m = config.model
-    z = tf.random.normal([2, m.z_dim], seed=0)
-    frames = tf.random.uniform([2, C, R, R, 3], -1.0, 1.0, seed=1)
-    video = g(z, tf.constant([0, 1]), frames=frames)
+    z, y, frames = _inputs(config.model)
+    video = g(z, y, frames=frames)
     assert video.shape == (2, T, R, R, 3)
     assert np.isfinite(video.numpy()).all()
 

@@ -60,6 +60,17 @@ def _snapshot(model):
     return [np.asarray(w.value).copy() for w in model.trainable_weights]
 
 
+def _ema_pairs(gan):
+    """Copies of (EMA G, G) trainable weights, pair by pair, all of G's trainables."""
+    pairs = [
+        (np.asarray(e.value).copy(), np.asarray(w.value).copy())
+        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
+        if w.trainable
+    ]
+    assert len(pairs) == len(gan.generator.trainable_weights)
+    return pairs
+
+
 def _changed(model, before):
     return all(
         not np.allclose(np.asarray(w.value), b)
@@ -97,12 +108,7 @@ def four_steps():
         for m in (gan.generator, gan.spatial_discriminator, gan.temporal_discriminator)
     ]
     history = gan.fit(_random_dataset(config), steps_per_epoch=1, epochs=4, verbose=0)
-    ema_pairs = [
-        (np.asarray(e.value).copy(), np.asarray(w.value).copy())
-        for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
-        if w.trainable
-    ]
-    return gan, config, history.history, before, ema_pairs
+    return gan, config, history.history, before, _ema_pairs(gan)
 
 
 @FOUR_STEPS_GROUP
@@ -203,13 +209,7 @@ def two_steps():
     for _ in range(2):
         h = gan.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
         histories.append(h.history)
-        pairs = [
-            (np.asarray(e.value).copy(), np.asarray(w.value).copy())
-            for e, w in zip(gan.ema_generator.weights, gan.generator.weights)
-            if w.trainable
-        ]
-        assert len(pairs) == len(gan.generator.trainable_weights)
-        weights.append(pairs)
+        weights.append(_ema_pairs(gan))
     return gan, config, histories, weights
 
 

@@ -533,7 +533,8 @@ class _TracedStep(NamedTuple):
 
 def _traced_step(spec: dict, xla: bool) -> _TracedStep:
     """The measured train step of spec["config"]: sets the spec's precision (before
-    any layer is built) and conv_input_grad, builds the GAN, makes a random batch
+    any layer is built), conv_input_grad and the config's graph optimizations
+    (runlocal: off), builds the GAN, makes a random batch
     and traces `train_step` once for it (the calls that follow reuse the trace)."""
     import tensorflow as tf
 
@@ -545,6 +546,7 @@ def _traced_step(spec: dict, xla: bool) -> _TracedStep:
     conv_input_grad = _conv_input_grad(spec, config)
     runtime.set_precision(precision)
     layers.set_conv_input_grad(conv_input_grad)
+    runtime.set_graph_optimizations(config.runtime.get("graph_optimizations", True))
     t0 = time.perf_counter()
     gan = DVDGAN.from_config_dict(config, jit_compile=xla)
     build_s = time.perf_counter() - t0

@@ -69,6 +69,7 @@ _ADDED_FIELDS = {
         "output_skip": "none",
     },
     "eval": {"standing_stats": 0},
+    "runtime": {"graph_optimizations": True},
     "train": {
         "ema_statistics": "forward",
         "g_dt_weight": 1.0,

@@ -201,6 +201,11 @@ def base_config() -> ml_collections.ConfigDict:
     # flipped (1.05-5x faster kernels on an AVX2 CPU) or TF's backprop-input op
     # (layers.set_conv_input_grad; the same numbers either way).
     c.runtime.conv_input_grad = "forward"
+    # TensorFlow's graph optimizer (Grappler: op fusions, layout, constant folding)
+    # on every tf.function graph; process-wide (runtime.set_graph_optimizations). Off,
+    # the default CPU config's first train step starts ~14 s sooner but its steps ran
+    # ~15% slower on a 2-vCPU AVX2 CPU (BENCHMARKS.md, "Grappler"): on, except runlocal.
+    c.runtime.graph_optimizations = True
     c.runtime.runlocal = False
     return c
 
@@ -239,6 +244,9 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     # overhead-bound) and would make the numerics depend on the CPU's flags.
     if c.runtime.mixed_precision == "auto":
         c.runtime.mixed_precision = "float32"
+    # No Grappler: its ~6 s at the first train step (of ~25 s to start on 2 cores) buy
+    # nothing at smoke sizes, where a step is ~60 ms either way (BENCHMARKS.md).
+    c.runtime.graph_optimizations = False
     return c
 
 
@@ -450,6 +458,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     check_precision(c.runtime.mixed_precision)
     check_conv_input_grad(c.runtime.get("conv_input_grad", "forward"))
+    grappler = c.runtime.get("graph_optimizations", True)
+    if not isinstance(grappler, bool):
+        raise ValueError(
+            "runtime.graph_optimizations must be True or False; received "
+            f"runtime.graph_optimizations={grappler!r}"
+        )
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

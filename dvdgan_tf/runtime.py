@@ -1,4 +1,5 @@
-"""Devices and numerics: distribution strategies, the XLA switch, mixed precision.
+"""Devices and numerics: distribution strategies, the XLA switch, mixed precision,
+TensorFlow's graph optimizer (Grappler).
 
 Where the XLA boundary sits, per strategy (measured with TF 2.21 / Keras 3.15):
 - default / one_device: the whole train step is one `jit_compile=True` function
@@ -170,3 +171,23 @@ def set_precision(policy: str) -> str:
     resolved = resolve_precision(policy)
     keras.mixed_precision.set_global_policy(names[resolved])
     return resolved
+
+
+def set_graph_optimizations(on: bool) -> bool:
+    """Turns TensorFlow's graph optimizer (Grappler) on or off for this process.
+
+    Applies to every tf.function graph run from then on (Keras's train step, the
+    samplers, the evaluation's functions); XLA-compiled steps are XLA's to optimise
+    either way. `runtime.graph_optimizations` in a config; runlocal turns it off
+    (config_lib.runlocal). Returns `on`, for logging.
+    """
+    if not isinstance(on, bool):
+        raise ValueError(f"graph optimizations must be True or False; received {on!r}")
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not on})
+    return on
+
+
+def graph_optimizations() -> bool:
+    """Whether Grappler runs on this process's tf.function graphs."""
+    options = tf.config.optimizer.get_experimental_options()
+    return not options.get("disable_meta_optimizer", False)

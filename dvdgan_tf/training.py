@@ -254,14 +254,19 @@ def build_gan(config, strategy):
     """DVDGAN built and compiled under `strategy` with the resolved XLA setting."""
     precision = runtime.set_precision(config.runtime.mixed_precision)
     layers.set_conv_input_grad(config.runtime.get("conv_input_grad", "forward"))
+    grappler = runtime.set_graph_optimizations(
+        config.runtime.get("graph_optimizations", True)
+    )
     jit = runtime.resolve_jit_compile(config.runtime.jit_compile, strategy)
     with strategy.scope():
         gan = DVDGAN.from_config_dict(config, jit_compile=jit)
     logging.info(
-        "XLA jit_compile=%s, precision %s (runtime.mixed_precision=%r) for strategy %s",
+        "XLA jit_compile=%s, precision %s (runtime.mixed_precision=%r), graph "
+        "optimizations %s for strategy %s",
         jit,
         precision,
         config.runtime.mixed_precision,
+        "on" if grappler else "off",
         runtime.strategy_kind(strategy),
     )
     return gan

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from dvdgan_tf import checkpoints, config_lib, data, losses
+from dvdgan_tf import checkpoints, config_lib, data, losses, training
 from dvdgan_tf.discriminators import SpatialDiscriminator
 from dvdgan_tf.encoder import FrameEncoder, encoder_num_blocks
 from dvdgan_tf.generator import Generator
@@ -236,7 +236,7 @@ def _all_changed(weights, before):
 
 def test_tiny_fp_fit_updates_encoder_and_both_discriminators(fp_config):
     m, t = fp_config.model, fp_config.train
-    gan = DVDGAN.from_config_dict(fp_config)
+    gan = training.build_gan(fp_config, tf.distribute.get_strategy())
     enc, ema_enc = gan.generator.frame_encoder, gan.ema_generator.frame_encoder
     nets = (enc, gan.spatial_discriminator, gan.temporal_discriminator)
     before = [_snapshot(n.trainable_weights) for n in nets]

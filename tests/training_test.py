@@ -56,6 +56,12 @@ def _random_dataset(config, n_batches=2):
     )
 
 
+def _build(config):
+    """The GAN as the train command builds it: the config's runtime settings (runlocal:
+    float32, no Grappler) applied first, one device."""
+    return training.build_gan(config, tf.distribute.get_strategy())
+
+
 def _snapshot(model):
     return [np.asarray(w.value).copy() for w in model.trainable_weights]
 
@@ -102,7 +108,7 @@ def four_steps():
         config.train.ema_decay = 0.25
         config.train.ema_statistics = "forward"  # the default CPU config: "copy"
     keras.utils.set_random_seed(0)
-    gan = DVDGAN.from_config_dict(config)
+    gan = _build(config)
     before = [
         _snapshot(m)
         for m in (gan.generator, gan.spatial_discriminator, gan.temporal_discriminator)
@@ -203,7 +209,7 @@ def two_steps():
         config.train.g_dt_weight = 0.25
         config.train.g_dt_weight_schedule = ((1, 3.0),)  # from step 1 on
     keras.utils.set_random_seed(0)
-    gan = DVDGAN.from_config_dict(config)
+    gan = _build(config)
     ds = _random_dataset(config)
     histories, weights = [], []
     for _ in range(2):
@@ -410,7 +416,10 @@ def test_ema_is_a_copy_before_start_and_an_average_after(two_steps):
 @pytest.mark.slow
 def test_xla_train_step_on_one_device(tiny_config):
     """The single-device setting: the whole step compiled with jit_compile=True."""
-    gan = DVDGAN.from_config_dict(tiny_config, jit_compile=True)
+    with tiny_config.unlocked():
+        tiny_config.runtime.jit_compile = "true"
+    gan = _build(tiny_config)
+    assert gan.jit_compile is True
     g0 = _snapshot(gan.generator)
     history = gan.fit(
         _random_dataset(tiny_config), steps_per_epoch=2, epochs=1, verbose=0
@@ -429,6 +438,37 @@ def test_jit_compile_resolution_per_strategy():
     )
     with pytest.raises(ValueError, match="'sometimes'"):
         runtime.resolve_jit_compile("sometimes", default)
+
+
+def test_graph_optimizations_follow_the_config(tiny_config):
+    """Grappler: on in the full configs, off in runlocal ones; build_gan applies the
+    config's setting process-wide, as the train command does."""
+    from dvdgan_tf import config_lib
+
+    full = config_lib.load_config(
+        os.path.join(REPO, "configs/synthetic_actions_cpu.py")
+    )
+    assert full.runtime.graph_optimizations is True
+    assert tiny_config.runtime.graph_optimizations is False
+    before = runtime.graph_optimizations()
+    try:
+        for on in (True, False):
+            with tiny_config.unlocked():
+                tiny_config.runtime.graph_optimizations = on
+            _build(tiny_config)
+            assert runtime.graph_optimizations() is on
+            options = tf.config.optimizer.get_experimental_options()
+            assert options["disable_meta_optimizer"] is not on
+    finally:
+        runtime.set_graph_optimizations(before)
+    # ConfigDict already refuses a non-bool for a bool field ("off" from the command
+    # line is an error there); validate() also catches one that is None.
+    with tiny_config.unlocked():
+        tiny_config.runtime.graph_optimizations = None
+    with pytest.raises(ValueError, match="received runtime.graph_optimizations=None"):
+        config_lib.validate(tiny_config)
+    with pytest.raises(ValueError, match="received 1"):
+        runtime.set_graph_optimizations(1)
 
 
 def test_precision_resolution_auto_is_bfloat16_only_on_bf16_cpus(tmp_path):
@@ -903,8 +943,7 @@ def test_mixed_bfloat16_trains_with_float32_weights_and_output(tiny_config):
     with tiny_config.unlocked():
         tiny_config.runtime.mixed_precision = "bfloat16"
     try:
-        runtime.set_precision(tiny_config.runtime.mixed_precision)
-        gan = DVDGAN.from_config_dict(tiny_config)
+        gan = _build(tiny_config)  # sets the precision before any layer is built
         assert gan.generator.compute_dtype == "bfloat16"
         history = gan.fit(
             _random_dataset(tiny_config),

@@ -24,7 +24,7 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from dvdgan_tf import config_lib  # noqa: E402
+from dvdgan_tf import config_lib, runtime  # noqa: E402
 from dvdgan_tf.model import DVDGAN  # noqa: E402
 
 GLOBAL_B = 4
@@ -70,6 +70,7 @@ def main():
     config = config_lib.load_config(sys.argv[1])
     with config.unlocked():
         config.model.k = config.model.num_frames  # D_S on all frames: no sampling noise
+    runtime.set_graph_optimizations(config.runtime.graph_optimizations)  # as training
     m = config.model
     rng = np.random.default_rng(0)
     videos = rng.uniform(-1, 1, (GLOBAL_B, m.num_frames, m.resolution, m.resolution, 3))

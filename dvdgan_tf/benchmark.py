@@ -3,7 +3,7 @@
   python -m dvdgan_tf.benchmark                       # every config, ~15-25 min on 2 cores
                                                       # (+5-10 for --kernels, on by default)
   python -m dvdgan_tf.benchmark --configs=reference --xla=on --out=/tmp/bench.json
-  python -m dvdgan_tf.benchmark --quick               # tiny smoke run, < 1 min
+  python -m dvdgan_tf.benchmark --quick               # tiny smoke run, ~1.5 min
   python -m dvdgan_tf.benchmark --configs=configs/synthetic_actions_cpu.py \
       --precision=both --xla=off --scaling=false --profile=false   # fp32 vs bf16
 

@@ -176,9 +176,10 @@ def set_precision(policy: str) -> str:
 def set_graph_optimizations(on: bool) -> bool:
     """Turns TensorFlow's graph optimizer (Grappler) on or off for this process.
 
-    Applies to every tf.function graph run from then on (Keras's train step, the
-    samplers, the evaluation's functions); XLA-compiled steps are XLA's to optimise
-    either way. `runtime.graph_optimizations` in a config; runlocal turns it off
+    Applies to every tf.function graph first run from then on (Keras's train step,
+    the samplers, the evaluation's functions), XLA-compiled ones too (the runlocal
+    XLA step started ~8 s sooner without it: BENCHMARKS.md, "Grappler on or off").
+    `runtime.graph_optimizations` in a config; runlocal turns it off
     (config_lib.runlocal). Returns `on`, for logging.
     """
     if not isinstance(on, bool):

@@ -440,7 +440,7 @@ def test_jit_compile_resolution_per_strategy():
         runtime.resolve_jit_compile("sometimes", default)
 
 
-def test_graph_optimizations_follow_the_config(tiny_config):
+def test_graph_optimizations_follow_the_config(tiny_config, tmp_path):
     """Grappler: on in the full configs, off in runlocal ones; build_gan applies the
     config's setting process-wide, as the train command does."""
     from dvdgan_tf import config_lib
@@ -469,6 +469,18 @@ def test_graph_optimizations_follow_the_config(tiny_config):
         config_lib.validate(tiny_config)
     with pytest.raises(ValueError, match="received 1"):
         runtime.set_graph_optimizations(1)
+    # A run saved before the field existed loads with it on (as it was run), and a
+    # runlocal resume of it names the change.
+    saved = json.loads(full.to_json())
+    del saved["runtime"]["graph_optimizations"]
+    with open(checkpoints.config_path(str(tmp_path)), "w") as f:
+        json.dump(saved, f)
+    old = checkpoints.load_workdir_config(str(tmp_path))
+    assert old.runtime.graph_optimizations is True
+    full.runtime.graph_optimizations = False
+    assert "runtime.graph_optimizations: saved True vs now False" in (
+        checkpoints.resume_differences(old, full)
+    )
 
 
 def test_precision_resolution_auto_is_bfloat16_only_on_bf16_cpus(tmp_path):

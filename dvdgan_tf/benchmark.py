@@ -17,7 +17,10 @@ Method. The parent process only orchestrates: every measurement runs in a fresh
 subprocess (`--worker=JSON`), so each reported peak RSS (`ru_maxrss`) is that
 measurement's own, XLA caches never leak between runs, and one failure is recorded
 (`errors` in the JSON) without stopping the rest. Threads: TF's defaults, or
-`--intra_op_threads` / `--inter_op_threads` for every measurement.
+`--intra_op_threads` / `--inter_op_threads` for every measurement. Train steps run
+with each config's `runtime.conv_input_grad` and `runtime.graph_optimizations`
+(Grappler; runlocal: off) unless `--conv_input_grad` / `--graph_optimizations` say
+otherwise.
 
 - matmul peak: a 4096x4096 float32 matmul (2*n^3 FLOPs), best of `--matmul_reps`,
   measured in the same run as everything else, twice: `tf.matmul` in a
@@ -147,6 +150,13 @@ _CONV_INPUT_GRAD = flags.DEFINE_enum(
     "",
     ["", "forward", "native"],
     "runtime.conv_input_grad for every train-step measurement ('': each config's).",
+)
+_GRAPPLER = flags.DEFINE_enum(
+    "graph_optimizations",
+    "",
+    ["", "on", "off"],
+    "runtime.graph_optimizations (Grappler) for every train-step measurement ('': "
+    "each config's; runlocal: off).",
 )
 _WORKER = flags.DEFINE_string("worker", "", "Internal: run one measurement (JSON).")
 _WORKER_OUT = flags.DEFINE_string("worker_out", "", "Internal: worker result file.")
@@ -481,6 +491,14 @@ def _conv_input_grad(spec: dict, config) -> str:
     )
 
 
+def _graph_optimizations(spec: dict, config) -> bool:
+    """The measurement's runtime.graph_optimizations: --graph_optimizations, else
+    the config's."""
+    if spec.get("graph_optimizations"):
+        return spec["graph_optimizations"] == "on"
+    return config.runtime.get("graph_optimizations", True)
+
+
 def task_matmul(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
@@ -523,6 +541,7 @@ class _TracedStep(NamedTuple):
     config: Any
     precision: str
     conv_input_grad: str
+    graph_optimizations: bool
     gan: Any
     batch: tuple
     step: Any  # tf.function of gan.train_step, traced once for `batch`
@@ -533,8 +552,8 @@ class _TracedStep(NamedTuple):
 
 def _traced_step(spec: dict, xla: bool) -> _TracedStep:
     """The measured train step of spec["config"]: sets the spec's precision (before
-    any layer is built), conv_input_grad and the config's graph optimizations
-    (runlocal: off), builds the GAN, makes a random batch
+    any layer is built), conv_input_grad and graph optimizations, builds the GAN,
+    makes a random batch
     and traces `train_step` once for it (the calls that follow reuse the trace)."""
     import tensorflow as tf
 
@@ -546,7 +565,7 @@ def _traced_step(spec: dict, xla: bool) -> _TracedStep:
     conv_input_grad = _conv_input_grad(spec, config)
     runtime.set_precision(precision)
     layers.set_conv_input_grad(conv_input_grad)
-    runtime.set_graph_optimizations(config.runtime.get("graph_optimizations", True))
+    grappler = runtime.set_graph_optimizations(_graph_optimizations(spec, config))
     t0 = time.perf_counter()
     gan = DVDGAN.from_config_dict(config, jit_compile=xla)
     build_s = time.perf_counter() - t0
@@ -556,7 +575,16 @@ def _traced_step(spec: dict, xla: bool) -> _TracedStep:
     graph = step.get_concrete_function(batch).graph
     trace_s = time.perf_counter() - t0
     return _TracedStep(
-        config, precision, conv_input_grad, gan, batch, step, graph, build_s, trace_s
+        config,
+        precision,
+        conv_input_grad,
+        grappler,
+        gan,
+        batch,
+        step,
+        graph,
+        build_s,
+        trace_s,
     )
 
 
@@ -569,6 +597,7 @@ def task_train(spec: dict) -> dict:
         "xla": spec["xla"],
         "precision": s.precision,
         "conv_input_grad": s.conv_input_grad,
+        "graph_optimizations": s.graph_optimizations,
         "build_s": s.build_s,
         "trace_s": s.trace_s,
         "compile_s": s.trace_s + r["first_call_s"],
@@ -974,6 +1003,7 @@ def plan(
     precision="float32",
     kernels=False,
     conv_input_grad="",
+    graph_optimizations="",
 ):
     """The list of measurements: (key path in the results, worker spec)."""
     modes = {"both": [False, True], "on": [True], "off": [False]}[xla]
@@ -1017,6 +1047,8 @@ def plan(
         spec["intra_op"], spec["inter_op"] = threads
         if conv_input_grad:
             spec["conv_input_grad"] = conv_input_grad
+        if graph_optimizations:
+            spec["graph_optimizations"] = graph_optimizations
     return jobs
 
 
@@ -1222,6 +1254,7 @@ def run_benchmark(
     precision: str = "float32",
     kernels: bool = False,
     conv_input_grad: str = "",
+    graph_optimizations: str = "",
     log=print,
 ) -> dict:
     """Runs every measurement in its own subprocess; returns the results dict."""
@@ -1249,6 +1282,7 @@ def run_benchmark(
             "intra_op_threads": threads[0],
             "inter_op_threads": threads[1],
             "conv_input_grad": conv_input_grad or "each config's",
+            "graph_optimizations": graph_optimizations or "each config's",
         },
         "configs": {s: {"shape": describe(load(s))} for s in specs},
         "errors": [],
@@ -1267,6 +1301,7 @@ def run_benchmark(
         precision,
         kernels,
         conv_input_grad,
+        graph_optimizations,
     )
     t0 = time.perf_counter()
     for i, (key, spec) in enumerate(jobs):
@@ -1304,6 +1339,7 @@ def main(argv):
         precision=_PRECISION.value,
         kernels=_KERNELS.value,
         conv_input_grad=_CONV_INPUT_GRAD.value,
+        graph_optimizations=_GRAPPLER.value,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(format_tables(results))

@@ -203,7 +203,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.runtime.conv_input_grad = "forward"
     # TensorFlow's graph optimizer (Grappler: op fusions, layout, constant folding)
     # on every tf.function graph; process-wide (runtime.set_graph_optimizations). Off,
-    # the default CPU config's first train step started 14-21 s sooner but its steps
+    # the default CPU config's first train step started 13-21 s sooner but its steps
     # ran 13-23% slower on a 2-vCPU AVX2 CPU (BENCHMARKS.md, "Grappler"): on, except
     # in runlocal.
     c.runtime.graph_optimizations = True

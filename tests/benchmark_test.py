@@ -107,6 +107,7 @@ def test_quick_benchmark_json(tmp_path):
     # The mixed_bfloat16 step: same convolutions, so the same FLOPs; its fraction of
     # peak is of the bfloat16 matmul peak.
     assert train["precision"] == "float32"
+    assert train["graph_optimizations"] is False  # reference:runlocal's own setting
     bf16 = c["train"]["bf16_xla_off"]
     assert bf16["precision"] == "bfloat16"
     assert r["matmul_peak_bf16"]["dtype"] == "bfloat16"
@@ -126,6 +127,18 @@ def test_quick_benchmark_json(tmp_path):
     for key in ("seconds_per_iteration", "flops_per_iteration", "gflops_per_s"):
         assert _positive(ref[key]), key
     assert _positive(ref["fraction_of_peak"]) and _positive(ref["peak_rss_mib"])
+
+
+def test_graph_optimizations_from_the_flag_else_each_config():
+    runlocal, full = benchmark.load("reference:runlocal"), benchmark.load("reference")
+    assert benchmark._graph_optimizations({}, runlocal) is False
+    assert benchmark._graph_optimizations({}, full) is True
+    assert benchmark._graph_optimizations({"graph_optimizations": "on"}, runlocal)
+    assert not benchmark._graph_optimizations({"graph_optimizations": "off"}, full)
+    args = (["reference"], False, "off", 2, 1, False, False, 64, 1)
+    jobs = benchmark.plan(*args, graph_optimizations="off")
+    assert all(spec["graph_optimizations"] == "off" for _, spec in jobs)
+    assert all("graph_optimizations" not in spec for _, spec in benchmark.plan(*args))
 
 
 def test_plan_and_summary_with_both_precisions():

@@ -110,14 +110,23 @@ def _module_gc():
     _collect_and_freeze()
 
 
+def load_runlocal(jit_compile: str | None = None):
+    """The default CPU config's runlocal variant (16x16, 4 frames), an unlocked copy;
+    `jit_compile`, when given, replaces its runtime.jit_compile."""
+    from dvdgan_tf import config_lib
+
+    config = config_lib.load_config(
+        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
+    )
+    if jit_compile is not None:
+        config.runtime.jit_compile = jit_compile
+    return config
+
+
 @pytest.fixture
 def tiny_config():
     """The default CPU config's runlocal variant (16x16, 4 frames), unlocked copy."""
-    from dvdgan_tf import config_lib
-
-    return config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
+    return load_runlocal()
 
 
 @pytest.fixture(scope="session")
@@ -126,12 +135,9 @@ def tiny_run(tmp_path_factory):
     steps; checkpoints 2 and 4; XLA off), shared by export_test, sample_test and
     evaluate_test (one xdist_group, "tiny_run", so one worker builds it). Read-only:
     each module works on its own copy (`copy_run`)."""
-    from dvdgan_tf import config_lib, training
+    from dvdgan_tf import training
 
-    config = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
-    config.runtime.jit_compile = "false"
+    config = load_runlocal(jit_compile="false")
     workdir = str(tmp_path_factory.mktemp("tiny_run") / "workdir")
     keras.utils.set_random_seed(0)  # the same run whichever test asks first
     training.train(config, workdir, verbose=0)

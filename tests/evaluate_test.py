@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import copy_run
+from conftest import copy_run, load_runlocal
 
 from dvdgan_tf import evaluation, schedules
 from dvdgan_tf.data import synthetic
@@ -51,13 +51,8 @@ BUILTIN_KEYS = {
 
 
 def _config():
-    from dvdgan_tf import config_lib
-
-    config = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
-    config.runtime.jit_compile = "false"
-    return config
+    """The tiny run's config (conftest's tiny_run trains it)."""
+    return load_runlocal(jit_compile="false")
 
 
 @pytest.fixture(scope="module")

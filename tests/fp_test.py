@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, load_runlocal
 
 from dvdgan_tf import checkpoints, config_lib, data, losses, training
 from dvdgan_tf.discriminators import SpatialDiscriminator
@@ -215,9 +215,7 @@ def test_frames_errors_name_expected_and_received_shapes(fp_config, fp_generator
         g(z, y, frames=tf.zeros([2, 16, 16, 3]))
     with pytest.raises(ValueError, match="not both"):
         g(z, y, frames=frames, initial_state=tf.zeros([2, *g.state_shape]))
-    plain = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
+    plain = load_runlocal()
     g0 = Generator.from_model_config(plain.model)
     assert g0.frame_encoder is None
     with pytest.raises(

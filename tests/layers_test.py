@@ -224,10 +224,10 @@ def test_conv_same_and_its_gradients_match_numpy(conv_input_grad, x_shape, w_sha
     assert bool(backprop) == (conv_input_grad == "native" or not odd)
 
 
-def test_conv_input_grad_setting_is_checked():
+def test_conv_input_grad_setting_is_checked(tiny_config):
     with pytest.raises(ValueError, match=r"received runtime.conv_input_grad='fast'"):
         layers.set_conv_input_grad("fast")
-    c = config_lib.load_config("configs/synthetic_actions_cpu.py:runlocal")
+    c = tiny_config
     assert c.runtime.conv_input_grad == "forward"
     c.runtime.conv_input_grad = "Native"
     with pytest.raises(ValueError, match="one of forward, native; received .*'Native'"):

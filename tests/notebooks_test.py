@@ -141,7 +141,8 @@ def _execute(name, kernel_env, workdir, cache, monkeypatch):
 # The two CPU notebooks in a user's order, on one pytest-xdist worker
 # (--dist=loadgroup): quickstart trains a tiny run, then sample_and_export samples
 # and exports that run, as its text asks (~40 s each on 2 CPU cores: not marked
-# slow). Its own tiny training, for a workdir without a checkpoint, is not run.
+# slow). Its own tiny training, for a workdir without a checkpoint, runs in the
+# slow test at the end of this file.
 NOTEBOOK_GROUP = pytest.mark.xdist_group("notebooks")
 
 
@@ -181,3 +182,26 @@ def test_sample_and_export_notebook_executes_on_the_quickstart_run(
     assert re.search(r"max \|export - in-process\| = [01]\n", text), text
     assert "predictions: (2, 4, 16, 16, 3)" in text
     assert "label must be in [0, 12)" in text
+
+
+@pytest.mark.slow
+def test_sample_and_export_notebook_trains_its_own_tiny_run(
+    kernel_env, tmp_path, monkeypatch
+):
+    """Given a workdir with no checkpoint, the tiny notebook trains the runlocal config
+    there itself (the branch a Colab user without quickstart's run takes), then
+    samples and exports it."""
+    workdir = str(tmp_path / "fresh")  # does not exist yet
+    text, gifs = _execute(
+        "sample_and_export.ipynb",
+        kernel_env,
+        workdir,
+        str(tmp_path / "cache"),
+        monkeypatch,
+    )
+    saved = os.listdir(os.path.join(workdir, "checkpoints"))
+    assert "ckpt-4.index" in saved, saved  # runlocal: 4 steps
+    assert "EMA generator at step 4" in text
+    assert gifs, "sample_and_export.ipynb: no GIF displayed"
+    assert re.search(r"max \|export - in-process\| = [01]\n", text), text
+    assert os.path.isdir(os.path.join(workdir, "serving"))

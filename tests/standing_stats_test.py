@@ -9,12 +9,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, load_runlocal
 
 from dvdgan_tf import checkpoints, config_lib, standing_stats
 from dvdgan_tf.generator import Generator
 
-TINY = os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
 FP_TINY = os.path.join(REPO, "configs/synthetic_actions_fp_cpu.py:runlocal")
 
 
@@ -22,7 +21,7 @@ FP_TINY = os.path.join(REPO, "configs/synthetic_actions_fp_cpu.py:runlocal")
 def converged():
     """The weights of a runlocal generator whose spectral-norm vectors have converged
     (30 training-mode forwards, ~5 s eagerly: made once per module)."""
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     keras.utils.set_random_seed(0)  # before the per-test seeding (conftest)
     g = Generator.from_model_config(config.model)
     ((z, y, _),) = standing_stats.batches_for(config, 1, 4, seed=9)
@@ -48,7 +47,7 @@ def _bn_stats(g):
 
 
 def test_one_batch_makes_inference_equal_training_mode(converged):
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     g = _generator(config, converged)
     ((z, y, _),) = batch = standing_stats.batches_for(config, 1, 4, seed=1)
     assert z.shape == (4, config.model.z_dim) and y.shape == (4,)
@@ -62,7 +61,7 @@ def test_one_batch_makes_inference_equal_training_mode(converged):
 
 
 def test_statistics_are_the_average_over_batches_and_sn_is_untouched(converged):
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     g = _generator(config, converged)
     b1, b2 = standing_stats.batches_for(config, 2, 4, seed=2)
     assert not np.array_equal(b1[0], b2[0])
@@ -97,7 +96,7 @@ def test_statistics_are_the_average_over_batches_and_sn_is_untouched(converged):
 
 
 def test_context_manager_restores_every_statistic(converged):
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     g = _generator(config, converged)
     before = [v.numpy() for v in g.non_trainable_variables]
     with standing_stats.standing_statistics(
@@ -126,13 +125,13 @@ def test_fp_batches_carry_training_clips_and_their_labels():
 
 
 def test_config_validation_and_old_workdirs(tmp_path):
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     assert config_lib.base_config().eval.standing_stats == 0  # paper-agnostic default
     assert config.eval.standing_stats > 0  # the built-in dataset's configs use it
     # Batches default to training's size: the size G's BatchNorm normalised.
     ((z, y, _),) = standing_stats.batches_for(config, 1)
     assert z.shape[0] == y.shape[0] == config.train.batch_size
-    bad = config_lib.load_config(TINY)
+    bad = load_runlocal()
     bad.eval.standing_stats = -3
     with pytest.raises(ValueError, match="eval.standing_stats=-3"):
         config_lib.validate(bad)

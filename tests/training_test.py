@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, copy_run
+from conftest import REPO, copy_run, load_runlocal
 
 from dvdgan_tf import checkpoints, losses, runtime, training
 from dvdgan_tf.model import DVDGAN
@@ -97,9 +97,8 @@ def four_steps():
     half, and an EMA from step 2 at decay 0.25 whose BN statistics come from its own
     forward ("forward"). Returns (gan, config, history, the trainable weights of G,
     D_S and D_T before the fit, and (EMA G, G) trainable weight pairs after it)."""
-    from dvdgan_tf import config_lib
 
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     with config.unlocked():
         config.train.d_steps = 2
         config.train.g_lr, config.train.d_lr = 1e-3, 2e-3
@@ -199,9 +198,8 @@ def two_steps():
     1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
     Returns (gan, config, [history of each step], [(EMA G, G) trainable weight pairs
     after each step])."""
-    from dvdgan_tf import config_lib
 
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     with config.unlocked():
         config.train.ema_start = 1
         config.train.ema_decay = 0.5
@@ -345,7 +343,7 @@ def test_ema_decay_rampup_is_hand_computed_validated_and_used_by_the_model(
         EMADecay(0.99, rampup=-0.1)
     with pytest.raises(ValueError, match=r"received ema_decay=1.0"):
         EMADecay(1.0)
-    c = config_lib.load_config(TINY)
+    c = load_runlocal()
     with c.unlocked():
         c.train.ema_rampup = -1
     with pytest.raises(ValueError, match=r"received train.ema_rampup=-1"):
@@ -390,7 +388,7 @@ def test_lr_tail_decay_is_constant_then_linear_and_validated():
         LinearTailDecay(1e-3, total_steps=10, decay_steps=11)
     with pytest.raises(ValueError, match=r"received 1.5"):
         LinearTailDecay(1e-3, total_steps=10, final_fraction=1.5)
-    c = config_lib.load_config(TINY)
+    c = load_runlocal()
     for field, value, quoted in [
         ("lr_decay_steps", 5, "train.num_steps=4]; received train.lr_decay_steps=5"),
         ("lr_decay_steps", -1, "received train.lr_decay_steps=-1"),
@@ -788,9 +786,8 @@ def trained_run(tmp_path_factory):
     every 2 (kept: 2, 4 and 5, where it ended), EMA samples every 2. Read-only: the
     tests below copy it (`_copy_run`) instead of each training its own (a train
     step costs ~20 s to build on 2 cores, running it ~0.05 s)."""
-    from dvdgan_tf import config_lib
 
-    config = config_lib.load_config(TINY)
+    config = load_runlocal()
     with config.unlocked():
         config.train.num_steps = 5
         config.train.checkpoint_every = 2

@@ -110,14 +110,16 @@ def _module_gc():
     _collect_and_freeze()
 
 
+# The default CPU config's runlocal variant, as a --config spec (subprocess tests).
+TINY = os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
+
+
 def load_runlocal(jit_compile: str | None = None):
     """The default CPU config's runlocal variant (16x16, 4 frames), an unlocked copy;
     `jit_compile`, when given, replaces its runtime.jit_compile."""
     from dvdgan_tf import config_lib
 
-    config = config_lib.load_config(
-        os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
-    )
+    config = config_lib.load_config(TINY)
     if jit_compile is not None:
         config.runtime.jit_compile = jit_compile
     return config

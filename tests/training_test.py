@@ -14,12 +14,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, copy_run, load_runlocal
+from conftest import REPO, TINY, copy_run, load_runlocal
 
 from dvdgan_tf import checkpoints, losses, runtime, training
 from dvdgan_tf.model import DVDGAN
 
-TINY = os.path.join(REPO, "configs/synthetic_actions_cpu.py:runlocal")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
 
 
@@ -97,7 +96,6 @@ def four_steps():
     half, and an EMA from step 2 at decay 0.25 whose BN statistics come from its own
     forward ("forward"). Returns (gan, config, history, the trainable weights of G,
     D_S and D_T before the fit, and (EMA G, G) trainable weight pairs after it)."""
-
     config = load_runlocal()
     with config.unlocked():
         config.train.d_steps = 2
@@ -198,7 +196,6 @@ def two_steps():
     1 at decay 0.5 and D_T's G-loss weight 0.25, then 3.0 from step 1 (schedule).
     Returns (gan, config, [history of each step], [(EMA G, G) trainable weight pairs
     after each step])."""
-
     config = load_runlocal()
     with config.unlocked():
         config.train.ema_start = 1
@@ -786,7 +783,6 @@ def trained_run(tmp_path_factory):
     every 2 (kept: 2, 4 and 5, where it ended), EMA samples every 2. Read-only: the
     tests below copy it (`_copy_run`) instead of each training its own (a train
     step costs ~20 s to build on 2 cores, running it ~0.05 s)."""
-
     config = load_runlocal()
     with config.unlocked():
         config.train.num_steps = 5
